@@ -1,0 +1,210 @@
+"""The LMDB store: one commit path, derived serials, journal, history, durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dns.name
+import dns.rdata
+import dns.rdatatype
+import pytest
+
+from xdnsd.model import RR, ChangeOp, Changeset, Dot, decode_changeset
+from xdnsd.store import Store, StoreError
+from xdnsd.zonefile import create_changeset, parse_zone_text
+
+ZONE = dns.name.from_text("example.test.")
+TEXT = """$TTL 300
+@ SOA ns1 host 100 3600 900 604800 60
+@ NS ns1
+ns1 A 192.0.2.1
+www A 192.0.2.2
+www A 192.0.2.3
+WWW.Sub AAAA 2001:db8::1
+"""
+
+
+def rr(text: str) -> RR:
+    owner, ttl, _cls, rdtype, rdata = text.split(None, 4)
+    name = dns.name.from_text(owner, ZONE)
+    return RR(name, int(ttl), dns.rdata.from_text("IN", rdtype, rdata, ZONE))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "data", "n1")
+    s.commit(create_changeset(ZONE, parse_zone_text(TEXT, ZONE), "test"))
+    yield s
+    s.close()
+
+
+def test_create_serves_file_serial_and_records(store: Store) -> None:
+    with store.snapshot() as snap:
+        zone = snap.find_zone(dns.name.from_text("a.b.www.example.test."))
+        assert zone is not None and zone.origin == ZONE
+        assert zone.soa().rdata.serial == 100  # type: ignore[attr-defined]
+        rrsets = zone.rrsets_at(dns.name.from_text("www.example.test."))
+        assert set(rrsets) == {dns.rdatatype.A}
+        assert sorted(r.address for r in rrsets[dns.rdatatype.A]) == ["192.0.2.2", "192.0.2.3"]
+        # original owner case is kept
+        sub = zone.rrsets_at(dns.name.from_text("www.sub.example.test."))
+        assert sub[dns.rdatatype.AAAA].name.to_text() == "WWW.Sub.example.test."
+        # empty non-terminal: sub has no data but has a subdomain
+        assert zone.rrsets_at(dns.name.from_text("sub.example.test.")) == {}
+        assert zone.has_subdomains(dns.name.from_text("sub.example.test."))
+        assert not zone.has_subdomains(dns.name.from_text("www.example.test."))
+        assert zone.has_subdomains(ZONE)
+        assert snap.find_zone(dns.name.from_text("example.org.")) is None
+
+
+def test_commit_changes_serial_journal_history(store: Store) -> None:
+    result = store.commit(
+        Changeset(
+            ZONE,
+            removed=(rr("www 300 IN A 192.0.2.2"),),
+            added=(rr("mail 300 IN A 192.0.2.9"),),
+            origin="key:test",
+        )
+    )
+    assert (result.serial_from, result.serial_to) == (100, 101)
+    assert result.dot == Dot("n1", 2)
+    with store.snapshot() as snap:
+        zone = snap.zone(ZONE)
+        assert zone.soa().rdata.serial == 101  # type: ignore[attr-defined]
+        www = zone.rrsets_at(dns.name.from_text("www.example.test."))[dns.rdatatype.A]
+        assert [r.address for r in www] == ["192.0.2.3"]
+        history = snap.history(ZONE)
+        assert history[0]["origin"] == "key:test"
+        assert history[0]["serial_to"] == 101 and history[1]["serial_to"] == 100
+        assert snap.journal_depth(ZONE) == 1
+
+
+def test_noop_change_does_not_raise_serial(store: Store) -> None:
+    result = store.commit(Changeset(ZONE, added=(rr("www 300 IN A 192.0.2.2"),)))
+    assert not result.applied and result.serial_to == 100
+
+
+def test_remote_dot_applied_once(store: Store) -> None:
+    cs = Changeset(
+        ZONE, added=(rr("x 300 IN A 192.0.2.7"),), origin="peer:n2", dot=Dot("n2", 1), hlc=1
+    )
+    first = store.commit(cs)
+    again = store.commit(cs)
+    assert first.applied and not again.applied
+    assert again.serial_to == first.serial_to == 101
+
+
+def test_oplog_keeps_changesets(store: Store) -> None:
+    store.commit(Changeset(ZONE, added=(rr('y 300 IN TXT "hello"'),), origin="t"))
+    with store.snapshot() as snap:
+        cursor = snap._txn.cursor(db=store._dbs["oplog"])
+        entries = [decode_changeset(v) for _k, v in cursor]
+    assert [e.dot for e in entries] == [Dot("n1", 1), Dot("n1", 2)]
+    assert entries[1].added[0].rdata.to_text() == '"hello"'
+
+
+def test_snapshot_isolation(store: Store) -> None:
+    www = dns.name.from_text("www.example.test.")
+    with store.snapshot() as snap:
+        zone = snap.zone(ZONE)
+        store.commit(Changeset(ZONE, added=(rr("www 300 IN A 192.0.2.4"),)))
+        assert len(zone.rrsets_at(www)[dns.rdatatype.A]) == 2
+    with store.snapshot() as snap:
+        assert len(snap.zone(ZONE).rrsets_at(www)[dns.rdatatype.A]) == 3
+
+
+def test_generation_published_on_commit(store: Store) -> None:
+    with store.snapshot() as snap:
+        slot, gen = snap.zone_generation(ZONE)
+    assert store.generations.get(slot) == gen
+    store.commit(Changeset(ZONE, added=(rr("g 300 IN A 192.0.2.5"),)))
+    assert store.generations.get(slot) == gen + 1
+
+
+def test_map_grows_when_full(tmp_path: Path) -> None:
+    s = Store(tmp_path / "small", "n1", map_size=256 * 1024)
+    try:
+        s.commit(create_changeset(ZONE, parse_zone_text(TEXT, ZONE), "t"))
+        added = tuple(rr(f'h{i} 300 IN TXT "{"x" * 200}"') for i in range(3000))
+        s.commit(Changeset(ZONE, added=added))
+        with s.snapshot() as snap:
+            assert sum(1 for _ in snap.zone(ZONE).iter_records()) == 6 + 3000
+    finally:
+        s.close()
+
+
+def test_drop_zone(store: Store) -> None:
+    store.commit(Changeset(ZONE, op=ChangeOp.DROP, origin="t"))
+    assert store.list_zones() == []
+    with store.snapshot() as snap:
+        assert snap.find_zone(ZONE) is None
+
+
+def test_create_twice_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="already exists"):
+        store.commit(create_changeset(ZONE, parse_zone_text(TEXT, ZONE), "t"))
+
+
+def test_node_id_cannot_change(tmp_path: Path) -> None:
+    Store(tmp_path / "n", "n1").close()
+    with pytest.raises(StoreError, match="node id must never change"):
+        Store(tmp_path / "n", "other")
+
+
+WRITER = """
+import sys, dns.name, dns.rdata
+from xdnsd.model import RR, Changeset
+from xdnsd.store import Store
+from xdnsd.zonefile import create_changeset, parse_zone_text
+zone = dns.name.from_text("example.test.")
+s = Store(sys.argv[1], "n1")
+if not s.list_zones():
+    s.commit(create_changeset(zone, parse_zone_text(sys.argv[2], zone), "t"))
+i = 0
+while True:
+    owner = dns.name.from_text(f"k{i}.example.test.")
+    s.commit(Changeset(zone, added=(RR(owner, 60, dns.rdata.from_text("IN", "A", "10.0.0.1")),)))
+    print(i, flush=True)  # acknowledged: committed and synced
+    i += 1
+"""
+
+
+def test_sigkill_during_commits_loses_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "crash"
+    acknowledged = -1
+    for _round in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(data), TEXT],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 0.5 + 0.3 * _round
+        last = -1
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            last = int(line)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        assert last >= 0, "writer acknowledged nothing"
+        acknowledged = max(acknowledged, last)
+        s = Store(data, "n1")
+        try:
+            with s.snapshot() as snap:
+                zone = snap.zone(ZONE)
+                for i in range(last + 1):
+                    owner = dns.name.from_text(f"k{i}.example.test.")
+                    assert zone.rrsets_at(owner), f"acknowledged k{i} lost"
+                # serial = file serial + number of commits: consistent with the records
+                count = sum(1 for r in zone.iter_records() if r.owner.labels[0].startswith(b"k"))
+                assert zone.soa().rdata.serial == 100 + count  # type: ignore[attr-defined]
+        finally:
+            s.close()

@@ -1,0 +1,3 @@
+"""xdnsd: a multi-master authoritative DNS server."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from xdnsd.cli import main
+
+sys.exit(main())

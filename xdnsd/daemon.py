@@ -1,0 +1,151 @@
+"""The one place that wires the wings: opens the store, loads configured zones, starts the DNS wing
+in one or more worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from xdnsd.config import Config
+from xdnsd.store import Store
+from xdnsd.zonefile import ZoneFileError, create_changeset, parse_zone_file
+
+log = logging.getLogger("xdnsd")
+
+
+class StartupError(Exception):
+    """The server cannot start; the message tells the operator what to fix."""
+
+
+def open_store(config: Config) -> Store:
+    return Store(config.server.data_dir, config.node.id, journal_depth=config.server.journal_depth)
+
+
+def load_configured_zones(config: Config, store: Store) -> None:
+    """Create each configured zone from its master file on first start; the store is the truth
+    afterwards (change a zone with ``xdnsd zone import`` or dynamic updates)."""
+    present = {meta.name for meta in store.list_zones()}
+    for zone in config.zones:
+        if zone.name in present:
+            continue
+        if zone.file is None:
+            raise StartupError(
+                f"{config.path}: zone {zone.name} is not in the store and has no 'file' to load"
+            )
+        try:
+            records = parse_zone_file(zone.file, zone.name)
+        except ZoneFileError as exc:
+            raise StartupError(f"zone {zone.name}: {exc}") from None
+        result = store.commit(create_changeset(zone.name, records, f"import:{zone.file}"))
+        log.info(
+            "zone %s created from %s: %d records, serial %d",
+            zone.name,
+            zone.file,
+            len(records),
+            result.serial_to,
+        )
+    configured = {z.name for z in config.zones}
+    for name in sorted(present - configured):
+        log.info("zone %s is in the store but not in the config; serving it", name)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the parent dies (even by SIGKILL)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def serve(config: Config) -> int:
+    """Run the server until SIGTERM / SIGINT.  Returns the exit status."""
+    from xdnsd.server.service import ListenError, check_addresses_free
+
+    store = open_store(config)
+    try:
+        load_configured_zones(config, store)
+        zone_count = len(store.list_zones())
+    finally:
+        store.close()  # never carry an LMDB environment across fork()
+
+    workers = config.server.workers
+    children: list[int] = []
+    index = 0
+    if workers > 1:
+        try:
+            check_addresses_free(config.server.listen)
+        except ListenError as exc:
+            raise StartupError(str(exc)) from None
+        for i in range(1, workers):
+            pid = os.fork()
+            if pid == 0:
+                _die_with_parent()
+                index = i
+                children = []
+                break
+            children.append(pid)
+    try:
+        return _run_worker(config, index, zone_count, children)
+    finally:
+        if index != 0:
+            os._exit(0)
+
+
+def _run_worker(config: Config, index: int, zone_count: int, children: list[int]) -> int:
+    # the reactor is imported only here, after fork(), so each worker has its own
+    from twisted.internet import reactor as _reactor
+
+    from xdnsd.server.service import DNSService, ListenError
+
+    reactor: Any = _reactor
+    store = open_store(config)
+    service = DNSService(config.server, store, reactor, reuseport=config.server.workers > 1)
+    try:
+        sockets = service.bind()
+    except ListenError as exc:
+        store.close()
+        _stop_children(children)
+        raise StartupError(str(exc)) from None
+    service.start(sockets)
+
+    def shutdown() -> None:
+        service.stop()
+        _stop_children(children)
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutdown)
+    if index == 0:
+        log.info(
+            "xdnsd node %s serving %d zone(s) on %s with %d worker(s); data in %s",
+            config.node.id,
+            zone_count,
+            ", ".join(str(a) for a in config.server.listen),
+            config.server.workers,
+            config.server.data_dir,
+        )
+    reactor.run(installSignalHandlers=True)
+    store.close()
+    return 0
+
+
+def _stop_children(children: list[int]) -> None:
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

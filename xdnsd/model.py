@@ -1,0 +1,193 @@
+"""Value types shared by every layer: records, changesets, dots, version vectors.
+
+Pure (stdlib + dnspython).  A :class:`Changeset` is the one artery of the design: every write,
+whatever its source, is a changeset handed to ``store.commit()``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+IN = dns.rdataclass.IN
+
+
+@dataclass(frozen=True, slots=True)
+class RR:
+    """One resource record (class IN).  Equality and hashing ignore the TTL and owner case."""
+
+    owner: dns.name.Name
+    ttl: int
+    rdata: dns.rdata.Rdata
+
+    @property
+    def rdtype(self) -> int:
+        return int(self.rdata.rdtype)
+
+    def identity(self) -> tuple[dns.name.Name, int, bytes]:
+        """What makes two records the same record (RFC 2181 5: owner, type, class, rdata)."""
+        return (self.owner, self.rdtype, canonical_rdata(self.rdata))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RR) and self.identity() == other.identity()
+
+    def __hash__(self) -> int:
+        return hash(self.identity())
+
+    def to_text(self) -> str:
+        rdtype = dns.rdatatype.to_text(self.rdata.rdtype)
+        return f"{self.owner} {self.ttl} IN {rdtype} {self.rdata}"
+
+
+def canonical_rdata(rdata: dns.rdata.Rdata) -> bytes:
+    """RDATA in canonical form (RFC 4034 6.2: embedded names lowercased where the type says so)."""
+    return rdata.to_digestable(dns.name.root)
+
+
+def rrs_from_rrset(rrset: dns.rrset.RRset) -> list[RR]:
+    return [RR(rrset.name, rrset.ttl, rd) for rd in rrset]
+
+
+class ChangeOp(enum.Enum):
+    CHANGE = "change"  # records removed / added in an existing zone
+    CREATE = "create"  # create the zone with the added records
+    DROP = "drop"  # delete the zone and everything in it
+
+
+@dataclass(frozen=True, slots=True)
+class Dot:
+    """The identity of one write: (node id, per-node counter)."""
+
+    node: str
+    counter: int
+
+
+@dataclass(frozen=True, slots=True)
+class Changeset:
+    """A set of record removals and additions to one zone, applied atomically.
+
+    ``origin`` says who made it (provenance): ``import:FILE``, ``key:NAME``, ``addr:IP``,
+    ``peer:NODE``, ``provider:TARGET``, ``operator:NAME``.  ``dot`` and ``hlc`` are set for changes
+    coming from a peer; a local change gets them from ``commit()``.
+    """
+
+    zone: dns.name.Name
+    removed: tuple[RR, ...] = ()
+    added: tuple[RR, ...] = ()
+    origin: str = "local"
+    op: ChangeOp = ChangeOp.CHANGE
+    dot: Dot | None = None
+    hlc: int | None = None
+    # Version vector of the origin node when it made the change (its causal context).
+    context: tuple[tuple[str, int], ...] = field(default=())
+
+    def is_empty(self) -> bool:
+        return not self.removed and not self.added and self.op is ChangeOp.CHANGE
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    zone: dns.name.Name
+    dot: Dot
+    hlc: int
+    serial_from: int | None
+    serial_to: int
+    generation: int
+    applied: bool  # False when the changeset was already applied (a repeated delivery)
+
+
+# --- version vectors and serials -------------------------------------------------------------
+
+SERIAL_MOD = 1 << 32
+
+
+def derived_serial(base: int, vv: Mapping[str, int]) -> int:
+    """SOA serial = base + sum of the version vector, in RFC 1982 arithmetic."""
+    return (base + sum(vv.values())) % SERIAL_MOD
+
+
+def hlc_next(previous: int, now_ms: int) -> int:
+    """Hybrid logical clock tick: 48 bits of milliseconds, 16 bits of logical counter."""
+    physical = now_ms << 16
+    if physical > previous:
+        return physical
+    return previous + 1
+
+
+# --- wire encoding of records and changesets (journal, oplog) --------------------------------
+
+_RR_HEAD = struct.Struct("!HIH")
+
+
+def encode_rr(rr: RR) -> bytes:
+    owner = rr.owner.to_wire()
+    assert isinstance(owner, bytes)
+    rdata = rr.rdata.to_wire()
+    assert isinstance(rdata, bytes)
+    return owner + _RR_HEAD.pack(rr.rdtype, rr.ttl, len(rdata)) + rdata
+
+
+def decode_rr(data: bytes | memoryview, offset: int = 0) -> tuple[RR, int]:
+    owner, used = dns.name.from_wire(bytes(data), offset)
+    offset += used
+    rdtype, ttl, rdlen = _RR_HEAD.unpack_from(data, offset)
+    offset += _RR_HEAD.size
+    rdata = dns.rdata.from_wire(IN, dns.rdatatype.RdataType(rdtype), bytes(data), offset, rdlen)
+    return RR(owner, ttl, rdata), offset + rdlen
+
+
+def encode_rrs(rrs: Iterable[RR]) -> bytes:
+    items = [encode_rr(rr) for rr in rrs]
+    return struct.pack("!I", len(items)) + b"".join(items)
+
+
+def decode_rrs(data: bytes | memoryview, offset: int = 0) -> tuple[list[RR], int]:
+    (count,) = struct.unpack_from("!I", data, offset)
+    offset += 4
+    out = []
+    for _ in range(count):
+        rr, offset = decode_rr(data, offset)
+        out.append(rr)
+    return out, offset
+
+
+def encode_changeset(cs: Changeset) -> bytes:
+    head = json.dumps(
+        {
+            "zone": cs.zone.to_text(),
+            "origin": cs.origin,
+            "op": cs.op.value,
+            "dot": [cs.dot.node, cs.dot.counter] if cs.dot else None,
+            "hlc": cs.hlc,
+            "context": [list(item) for item in cs.context],
+        },
+        separators=(",", ":"),
+    ).encode()
+    return struct.pack("!I", len(head)) + head + encode_rrs(cs.removed) + encode_rrs(cs.added)
+
+
+def decode_changeset(data: bytes | memoryview) -> Changeset:
+    (hlen,) = struct.unpack_from("!I", data, 0)
+    head = json.loads(bytes(data[4 : 4 + hlen]))
+    removed, offset = decode_rrs(data, 4 + hlen)
+    added, _ = decode_rrs(data, offset)
+    dot = Dot(head["dot"][0], head["dot"][1]) if head["dot"] else None
+    return Changeset(
+        zone=dns.name.from_text(head["zone"]),
+        removed=tuple(removed),
+        added=tuple(added),
+        origin=head["origin"],
+        op=ChangeOp(head["op"]),
+        dot=dot,
+        hlc=head["hlc"],
+        context=tuple((n, c) for n, c in head["context"]),
+    )

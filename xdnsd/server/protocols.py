@@ -1,0 +1,144 @@
+"""Twisted transports for DNS: bytes in, bytes out.
+
+UDP is a raw file descriptor registered with the reactor rather than a ``DatagramProtocol``: one
+readiness event drains the socket with plain ``recvfrom``/``sendto`` calls, which keeps Twisted's
+per-packet machinery off the hot path.  TCP follows RFC 7766: two-byte length framing, pipelined
+queries answered in order, an idle timeout and a connection limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.protocols.basic import Int16StringReceiver
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+log = logging.getLogger("xdnsd.server")
+
+Answerer = Callable[[bytes, bool], "bytes | None"]
+
+# drain at most this many datagrams per readiness event so TCP and timers still get their turn
+UDP_BATCH = 512
+
+
+@implementer(IReadDescriptor)
+class UDPListener:
+    """A bound, non-blocking UDP socket answered inline from the reactor's read events."""
+
+    def __init__(self, sock: socket.socket, answer: Answerer, reactor: Any) -> None:
+        sock.setblocking(False)
+        self.socket = sock
+        self._answer = answer
+        self._reactor = reactor
+        self.errors = 0
+
+    def start(self) -> None:
+        self._reactor.addReader(self)
+
+    def stop(self) -> None:
+        self._reactor.removeReader(self)
+        self.socket.close()
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    def logPrefix(self) -> str:
+        return "xdnsd-udp"
+
+    def doRead(self) -> None:
+        recvfrom = self.socket.recvfrom
+        sendto = self.socket.sendto
+        answer = self._answer
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = recvfrom(65535)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue  # e.g. an ICMP error queued on the socket
+            try:
+                response = answer(data, False)
+            except Exception:
+                self.errors += 1
+                log.exception("unexpected error answering a UDP packet from %s", addr[0])
+                continue
+            if response is not None:
+                # a full socket buffer or an unreachable client: the datagram is dropped
+                with contextlib.suppress(OSError):
+                    sendto(response, addr)
+
+    def connectionLost(self, reason: Failure) -> None:
+        log.info("UDP listener closed: %s", reason.getErrorMessage())
+
+
+class DNSOverTCP(Int16StringReceiver, TimeoutMixin):
+    """One TCP connection (RFC 7766)."""
+
+    factory: TCPFactory
+
+    def _close(self) -> None:
+        transport: Any = self.transport
+        transport.loseConnection()
+
+    def _abort(self) -> None:
+        transport: Any = self.transport
+        transport.abortConnection()
+
+    def connectionMade(self) -> None:
+        if self.factory.connections >= self.factory.max_connections:
+            log.warning(
+                "TCP connection limit (%d) reached; closing a new connection",
+                self.factory.max_connections,
+            )
+            self._abort()
+            self._counted = False
+            return
+        self._counted = True
+        self.factory.connections += 1
+        self.setTimeout(self.factory.idle_timeout)
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.setTimeout(None)
+        if getattr(self, "_counted", False):
+            self.factory.connections -= 1
+            self._counted = False
+
+    def stringReceived(self, string: bytes) -> None:
+        self.resetTimeout()
+        try:
+            response = self.factory.answer(string, True)
+        except Exception:
+            log.exception("unexpected error answering a TCP message")
+            self._close()
+            return
+        if response is None:
+            # nothing sensible to say to this message (e.g. it is a response): close, like Knot
+            self._close()
+            return
+        self.sendString(response)
+
+    def timeoutConnection(self) -> None:
+        self._close()
+
+
+class TCPFactory(protocol.ServerFactory):
+    noisy = False
+
+    def __init__(self, answer: Answerer, idle_timeout: float, max_connections: int) -> None:
+        self.answer = answer
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.connections = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        proto = DNSOverTCP()
+        proto.factory = self
+        return proto

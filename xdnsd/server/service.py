@@ -1,0 +1,126 @@
+"""The DNS wing's services: sockets, listeners and the query answerer of one worker process."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from xdnsd.config import ListenAddress, ServerConfig
+from xdnsd.server.answer import ServerIdentity
+from xdnsd.server.fastpath import QueryAnswerer
+from xdnsd.server.protocols import TCPFactory, UDPListener
+from xdnsd.store import Store
+
+log = logging.getLogger("xdnsd.server")
+
+UDP_RECEIVE_BUFFER = 8 << 20  # absorbs bursts so a busy worker does not lose queries
+
+
+class ListenError(Exception):
+    """An address the server cannot listen on; the message says which and why."""
+
+
+def bind_socket(address: ListenAddress, kind: int, reuseport: bool) -> socket.socket:
+    family = socket.AF_INET6 if address.family_v6 else socket.AF_INET
+    proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+    sock = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            # only TCP: on UDP, SO_REUSEADDR would let a second server bind the same port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_DGRAM:
+            _grow_receive_buffer(sock)
+        sock.bind((address.host, address.port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(1024)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(
+                f"cannot listen on {address}/{proto}: address already in use "
+                "(is another DNS server running on that port?)"
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ListenError(
+                f"cannot listen on {address}/{proto}: no such address on this host"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise ListenError(
+                f"cannot listen on {address}/{proto}: permission denied "
+                "(ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            ) from None
+        raise ListenError(f"cannot listen on {address}/{proto}: {exc.strerror}") from None
+    return sock
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    force = getattr(socket, "SO_RCVBUFFORCE", 33)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force, UDP_RECEIVE_BUFFER)
+    except OSError:  # not privileged: take what rmem_max allows
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+
+
+def check_addresses_free(addresses: tuple[ListenAddress, ...]) -> None:
+    """Fail early, with a clear message, when a port is taken (before workers share it)."""
+    for address in addresses:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            bind_socket(address, kind, reuseport=False).close()
+
+
+@dataclass
+class DNSService:
+    """Listeners of one worker; start() binds and registers them with the reactor."""
+
+    config: ServerConfig
+    store: Store
+    reactor: Any
+    reuseport: bool
+    answerer: QueryAnswerer = field(init=False)
+    udp: list[UDPListener] = field(default_factory=list)
+    tcp_ports: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        identity = ServerIdentity(version=self.config.version, identity=self.config.identity)
+        self.answerer = QueryAnswerer(self.store, identity, self.config.cache_size)
+
+    def bind(self) -> list[tuple[socket.socket, socket.socket]]:
+        sockets = []
+        try:
+            for address in self.config.listen:
+                udp = bind_socket(address, socket.SOCK_DGRAM, self.reuseport)
+                sockets.append((udp, bind_socket(address, socket.SOCK_STREAM, self.reuseport)))
+        except ListenError:
+            for udp, tcp in sockets:
+                udp.close()
+                tcp.close()
+            raise
+        return sockets
+
+    def start(self, sockets: list[tuple[socket.socket, socket.socket]]) -> None:
+        factory = TCPFactory(
+            self.answerer.answer, self.config.tcp_idle_timeout, self.config.tcp_max_connections
+        )
+        for udp_sock, tcp_sock in sockets:
+            listener = UDPListener(udp_sock, self.answerer.answer, self.reactor)
+            listener.start()
+            self.udp.append(listener)
+            port = self.reactor.adoptStreamPort(tcp_sock.fileno(), tcp_sock.family, factory)
+            tcp_sock.close()  # the reactor holds its own duplicate of the descriptor
+            self.tcp_ports.append(port)
+
+    def stop(self) -> None:
+        for listener in self.udp:
+            listener.stop()
+        for port in self.tcp_ports:
+            port.stopListening()
+        self.udp.clear()
+        self.tcp_ports.clear()

@@ -1,0 +1,688 @@
+"""The LMDB store: the only module that imports ``lmdb``.
+
+Layout (named sub-databases, big-endian ordered keys; see ../shared/ARCHITECTURE.md):
+
+``zones``       name key -> zone metadata (JSON: id, kind, version vector, serial base,
+                generation)
+``records``     zone id (u32) | owner key relative to the zone | 0x00 | type (u16) | rdata digest
+                -> flags, TTL, HLC, dot, owner wire (original case), rdata wire.
+                One key per record.
+``tombstones``  same keys as ``records``: deleted records with the causal metadata of the delete.
+                Kept apart from ``records`` so the query path never has to skip them.
+``journal``     zone id | sequence (u64) -> IXFR diff (serial from/to, removed and added RRs,
+                SOAs included).
+                Keyed by a per-zone sequence, not by serial, because serials wrap (RFC 1982).
+``oplog``       zone id | origin node | counter -> changeset (replication catch-up)
+``history``     zone id | sequence -> provenance of each commit (who, when, serial)
+``cursors``, ``conflicts``, ``sync_status``: operator-visible replication / provider state
+``meta``        schema version, node id, zone id allocator
+
+``Store.commit()`` is the only write path for zone data: one write transaction, synced to disk
+before it returns, then the zone's generation is published (see :class:`GenerationTable`) and the
+post-commit listeners run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import mmap
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.SOA
+import dns.rrset
+import lmdb
+
+from xdnsd import names
+from xdnsd.model import (
+    IN,
+    RR,
+    ChangeOp,
+    Changeset,
+    CommitResult,
+    Dot,
+    canonical_rdata,
+    derived_serial,
+    encode_changeset,
+    encode_rrs,
+    hlc_next,
+)
+
+log = logging.getLogger("xdnsd.store")
+
+SCHEMA_VERSION = 1
+DEFAULT_MAP_SIZE = 1 << 30
+DEFAULT_JOURNAL_DEPTH = 1000
+_DB_NAMES = (
+    "zones",
+    "records",
+    "tombstones",
+    "journal",
+    "oplog",
+    "history",
+    "cursors",
+    "conflicts",
+    "sync_status",
+    "meta",
+)
+
+_U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
+_RTYPE = struct.Struct("!H")
+_VALUE_HEAD = struct.Struct("!BIQQ")  # flags, ttl, hlc, dot counter
+_SOA_DIGEST = b"\x00" * 16
+SOA = int(dns.rdatatype.SOA)
+
+
+class StoreError(Exception):
+    """A store operation that cannot be carried out (unknown zone, zone exists, bad data dir)."""
+
+
+@dataclass(slots=True)
+class ZoneMeta:
+    name: dns.name.Name
+    zone_id: int
+    kind: str
+    vv: dict[str, int]
+    serial_base: int
+    generation: int
+    sequence: int  # journal / history sequence
+    hlc: int
+    file: str | None = None
+
+    @property
+    def serial(self) -> int:
+        return derived_serial(self.serial_base, self.vv)
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "name": self.name.to_text(),
+                "id": self.zone_id,
+                "kind": self.kind,
+                "vv": self.vv,
+                "serial_base": self.serial_base,
+                "generation": self.generation,
+                "sequence": self.sequence,
+                "hlc": self.hlc,
+                "file": self.file,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ZoneMeta:
+        d = json.loads(data)
+        return cls(
+            name=dns.name.from_text(d["name"]),
+            zone_id=d["id"],
+            kind=d["kind"],
+            vv=dict(d["vv"]),
+            serial_base=d["serial_base"],
+            generation=d["generation"],
+            sequence=d["sequence"],
+            hlc=d["hlc"],
+            file=d.get("file"),
+        )
+
+
+def _rdata_digest(rr: RR) -> bytes:
+    if rr.rdtype == SOA:
+        return _SOA_DIGEST  # one SOA per zone: a new SOA replaces the old one
+    return hashlib.blake2b(canonical_rdata(rr.rdata), digest_size=16).digest()
+
+
+def _owner_prefix(zone_id: int, owner: dns.name.Name, origin: dns.name.Name) -> bytes:
+    return _U32.pack(zone_id) + names.relative_key(owner, origin) + b"\x00"
+
+
+def _record_key(zone_id: int, origin: dns.name.Name, rr: RR) -> bytes:
+    return _owner_prefix(zone_id, rr.owner, origin) + _RTYPE.pack(rr.rdtype) + _rdata_digest(rr)
+
+
+def _encode_value(rr: RR, hlc: int, dot: Dot, flags: int = 0) -> bytes:
+    owner = rr.owner.to_wire()
+    assert isinstance(owner, bytes)
+    node = dot.node.encode()
+    rdata = rr.rdata.to_wire()
+    assert isinstance(rdata, bytes)
+    return (
+        _VALUE_HEAD.pack(flags, rr.ttl, hlc, dot.counter)
+        + bytes((len(node),))
+        + node
+        + bytes((len(owner),))
+        + owner
+        + rdata
+    )
+
+
+def _decode_value(rdtype: int, value: bytes) -> RR:
+    _flags, ttl, _hlc, _counter = _VALUE_HEAD.unpack_from(value, 0)
+    i = _VALUE_HEAD.size
+    i += 1 + value[i]
+    olen = value[i]
+    owner = dns.name.from_wire(value, i + 1)[0]
+    i += 1 + olen
+    rdata = dns.rdata.from_wire(IN, dns.rdatatype.RdataType(rdtype), value, i, len(value) - i)
+    return RR(owner, ttl, rdata)
+
+
+def _replace_soa_serial(rr: RR, serial: int) -> RR:
+    soa = rr.rdata
+    assert isinstance(soa, dns.rdtypes.ANY.SOA.SOA)
+    return RR(rr.owner, rr.ttl, soa.replace(serial=serial))
+
+
+class GenerationTable:
+    """Per-zone generation counters in a small shared memory-mapped file.
+
+    The fast path of every worker process reads a zone's generation before trusting a cached
+    answer; ``commit()`` publishes the new generation after the LMDB transaction is durable and
+    before it returns, so once a commit has returned no worker serves an answer computed before it.
+    Slot 0 counts changes to the set of zones.  Publishing takes an flock so that concurrent
+    writers in different processes never move a slot backwards.
+    """
+
+    SLOTS = 1 << 16
+
+    def __init__(self, path: Path) -> None:
+        size = self.SLOTS * 8
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self._lock_path = path
+        self.unpack_from = struct.Struct("<Q").unpack_from
+
+    def get(self, slot: int) -> int:
+        return int(self.unpack_from(self._map, slot * 8)[0])
+
+    def publish(self, slot: int, generation: int) -> None:
+        with open(self._lock_path, "rb") as lockf:
+            fcntl.flock(lockf, fcntl.LOCK_EX)
+            if generation > self.get(slot):
+                struct.pack_into("<Q", self._map, slot * 8, generation)
+
+    @property
+    def buffer(self) -> mmap.mmap:
+        return self._map
+
+    def close(self) -> None:
+        self._map.close()
+
+
+class ZoneSnapshot:
+    """A zone seen through one read transaction: implements the answer engine's ``ZoneView``."""
+
+    __slots__ = ("_cursor", "_origin", "_prefix", "_zone_id", "meta")
+
+    def __init__(self, txn: Any, records_db: Any, meta: ZoneMeta) -> None:
+        self.meta = meta
+        self._origin = meta.name
+        self._zone_id = meta.zone_id
+        self._prefix = _U32.pack(meta.zone_id)
+        self._cursor = txn.cursor(db=records_db)
+
+    @property
+    def origin(self) -> dns.name.Name:
+        return self._origin
+
+    def rrsets_at(self, name: dns.name.Name) -> dict[int, dns.rrset.RRset]:
+        prefix = _owner_prefix(self._zone_id, name, self._origin)
+        out: dict[int, dns.rrset.RRset] = {}
+        cursor = self._cursor
+        if not cursor.set_range(prefix):
+            return out
+        plen = len(prefix)
+        for key, value in cursor:
+            if key[:plen] != prefix:
+                break
+            rdtype = _RTYPE.unpack_from(key, plen)[0]
+            rr = _decode_value(rdtype, value)
+            rrset = out.get(rdtype)
+            if rrset is None:
+                rrset = out[rdtype] = dns.rrset.RRset(rr.owner, IN, rdtype)
+            rrset.add(rr.rdata, rr.ttl)
+        return out
+
+    def has_subdomains(self, name: dns.name.Name) -> bool:
+        prefix = self._prefix + names.relative_key(name, self._origin)
+        cursor = self._cursor
+        if not cursor.set_range(prefix + b"\x01"):
+            return False
+        return bool(cursor.key()[: len(prefix)] == prefix)
+
+    def iter_records(self) -> Iterator[RR]:
+        """Every record of the zone in canonical order (apex first)."""
+        cursor = self._cursor
+        prefix = self._prefix
+        if not cursor.set_range(prefix):
+            return
+        for key, value in cursor:
+            if key[:4] != prefix:
+                break
+            # the type sits just before the 16-byte digest
+            rdtype = _RTYPE.unpack_from(key, len(key) - 18)[0]
+            yield _decode_value(rdtype, value)
+
+    def soa(self) -> RR:
+        rrset = self.rrsets_at(self._origin).get(SOA)
+        if rrset is None:
+            raise StoreError(f"zone {self._origin} has no SOA")
+        return RR(rrset.name, rrset.ttl, rrset[0])
+
+
+class Snapshot:
+    """One read transaction over the store; a ``ZoneFinder`` for the answer engine."""
+
+    def __init__(self, store: Store, txn: Any) -> None:
+        self._store = store
+        self._txn = txn
+
+    def find_zone(self, qname: dns.name.Name) -> ZoneSnapshot | None:
+        meta = self._store.zone_for(qname)
+        if meta is None:
+            return None
+        return ZoneSnapshot(self._txn, self._store._dbs["records"], meta)
+
+    def zone(self, name: dns.name.Name) -> ZoneSnapshot:
+        raw = self._txn.get(names.name_key(name), db=self._store._dbs["zones"])
+        if raw is None:
+            raise StoreError(f"zone {name} is not in the store")
+        return ZoneSnapshot(self._txn, self._store._dbs["records"], ZoneMeta.from_json(raw))
+
+    def zones_generation(self) -> int:
+        """How many times the set of zones has changed, as of this snapshot."""
+        raw = self._txn.get(b"zones_generation", db=self._store._dbs["meta"])
+        return 0 if raw is None else int(_U64.unpack(raw)[0])
+
+    def zone_generation(self, zone: dns.name.Name) -> tuple[int, int]:
+        """(generation slot, generation) of a zone as of this snapshot."""
+        raw = self._txn.get(names.name_key(zone), db=self._store._dbs["zones"])
+        if raw is None:
+            return 0, self.zones_generation()
+        meta = ZoneMeta.from_json(raw)
+        return meta.zone_id, meta.generation
+
+    def zones(self) -> list[ZoneMeta]:
+        cursor = self._txn.cursor(db=self._store._dbs["zones"])
+        return [ZoneMeta.from_json(v) for _k, v in cursor]
+
+    def history(self, zone: dns.name.Name, limit: int = 50) -> list[dict[str, Any]]:
+        meta = self.zone(zone).meta
+        prefix = _U32.pack(meta.zone_id)
+        cursor = self._txn.cursor(db=self._store._dbs["history"])
+        out: list[dict[str, Any]] = []
+        if not cursor.set_range(prefix + b"\xff" * 8):
+            cursor.last()
+        else:
+            cursor.prev()
+        while len(out) < limit and cursor.key()[:4] == prefix:
+            out.append(json.loads(cursor.value()))
+            if not cursor.prev():
+                break
+        return out
+
+    def journal_depth(self, zone: dns.name.Name) -> int:
+        meta = self.zone(zone).meta
+        prefix = _U32.pack(meta.zone_id)
+        cursor = self._txn.cursor(db=self._store._dbs["journal"])
+        count = 0
+        if cursor.set_range(prefix):
+            for key in cursor.iternext(values=False):
+                if key[:4] != prefix:
+                    break
+                count += 1
+        return count
+
+
+CommitListener = Callable[[CommitResult, Changeset], None]
+
+
+class Store:
+    """The LMDB environment of one node."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        node_id: str,
+        *,
+        map_size: int = DEFAULT_MAP_SIZE,
+        journal_depth: int = DEFAULT_JOURNAL_DEPTH,
+        readonly: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.node_id = node_id
+        self.journal_depth = journal_depth
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._env = lmdb.open(
+            str(self.path / "db"),
+            subdir=True,
+            map_size=map_size,
+            max_dbs=len(_DB_NAMES) + 2,
+            max_readers=1024,
+            sync=True,
+            metasync=True,
+            readahead=False,
+            lock=True,
+            readonly=False,
+        )
+        self._dbs = {n: self._env.open_db(n.encode()) for n in _DB_NAMES}
+        self.generations = GenerationTable(self.path / "generations")
+        self._listeners: list[CommitListener] = []
+        self._zone_cache: dict[dns.name.Name, ZoneMeta] = {}
+        self._zone_cache_gen = -1
+        self._zone_cache_lock = threading.Lock()
+        try:
+            self._check_meta()
+        except Exception:
+            self.close()
+            raise
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def _check_meta(self) -> None:
+        def txn_body(txn: Any) -> None:
+            meta = self._dbs["meta"]
+            version = txn.get(b"schema_version", db=meta)
+            if version is None:
+                txn.put(b"schema_version", _U32.pack(SCHEMA_VERSION), db=meta)
+                txn.put(b"node_id", self.node_id.encode(), db=meta)
+                txn.put(b"next_zone_id", _U32.pack(1), db=meta)
+                return
+            found = _U32.unpack(version)[0]
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: store schema version {found} is newer than this xdnsd "
+                    f"({SCHEMA_VERSION}); upgrade xdnsd"
+                )
+            stored_node = txn.get(b"node_id", db=meta).decode()
+            if stored_node != self.node_id:
+                raise StoreError(
+                    f"{self.path}: store belongs to node {stored_node!r} but the config says "
+                    f"[node] id = {self.node_id!r}; a node id must never change"
+                )
+
+        self._write(txn_body)
+
+    def close(self) -> None:
+        self._env.close()
+        self.generations.close()
+
+    def add_listener(self, listener: CommitListener) -> None:
+        self._listeners.append(listener)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """A consistent read view; keep it short (it pins the LMDB pages it sees)."""
+        try:
+            txn = self._env.begin(buffers=False)
+        except lmdb.MapResizedError:
+            self._env.set_mapsize(0)  # another process grew the map: adopt its size
+            txn = self._env.begin(buffers=False)
+        try:
+            yield Snapshot(self, txn)
+        finally:
+            txn.abort()
+
+    def zone_for(self, qname: dns.name.Name) -> ZoneMeta | None:
+        """The served zone that is the longest suffix of ``qname``."""
+        zones = self._zones()
+        name = qname
+        while True:
+            meta = zones.get(name)
+            if meta is not None:
+                return meta
+            if len(name.labels) <= 1:
+                return None
+            name = name.parent()
+
+    def zone_slot(self, meta: ZoneMeta) -> int:
+        return meta.zone_id
+
+    def _zones(self) -> dict[dns.name.Name, ZoneMeta]:
+        gen = self.generations.get(0)
+        if gen != self._zone_cache_gen:
+            with self._zone_cache_lock, self.snapshot() as snap:
+                self._zone_cache = {m.name: m for m in snap.zones()}
+                self._zone_cache_gen = gen
+        return self._zone_cache
+
+    def list_zones(self) -> list[ZoneMeta]:
+        with self.snapshot() as snap:
+            return snap.zones()
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _write(self, body: Callable[[Any], Any]) -> Any:
+        """Run ``body`` in one synced write transaction, growing the map when it is full."""
+        while True:
+            try:
+                with self._env.begin(write=True) as txn:
+                    return body(txn)
+            except lmdb.MapFullError:
+                new_size = self._env.info()["map_size"] * 2
+                log.info("store map full; growing it to %d MiB", new_size >> 20)
+                self._env.set_mapsize(new_size)
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+
+    def commit(self, cs: Changeset, *, now: float | None = None) -> CommitResult:
+        """Apply ``cs`` durably: the only way zone data is written.
+
+        Returns after the transaction is synced to disk and the new generation is published.
+        A changeset whose dot the zone has already seen is not applied again (idempotent).
+        """
+        now_ms = int((time.time() if now is None else now) * 1000)
+        result: CommitResult
+        result, zones_generation, zone_id = self._write(
+            lambda txn: self._commit_txn(txn, cs, now_ms)
+        )
+        if result.applied:
+            self.generations.publish(zone_id, result.generation)
+            if zones_generation:
+                self.generations.publish(0, zones_generation)
+            for listener in self._listeners:
+                try:
+                    listener(result, cs)
+                except Exception:
+                    log.exception("post-commit listener %r failed for zone %s", listener, cs.zone)
+        return result
+
+    def _commit_txn(self, txn: Any, cs: Changeset, now_ms: int) -> tuple[CommitResult, int, int]:
+        zones_db = self._dbs["zones"]
+        zkey = names.name_key(cs.zone)
+        raw = txn.get(zkey, db=zones_db)
+        zones_generation = 0  # set when the set of zones changes
+        if cs.op is ChangeOp.CREATE:
+            if raw is not None:
+                raise StoreError(f"zone {cs.zone} already exists")
+            soa = [rr for rr in cs.added if rr.rdtype == SOA and rr.owner == cs.zone]
+            if len(soa) != 1:
+                raise StoreError(f"zone {cs.zone}: a new zone needs exactly one apex SOA")
+            file_serial = int(soa[0].rdata.serial)  # type: ignore[attr-defined]
+            zone_id = _U32.unpack(txn.get(b"next_zone_id", db=self._dbs["meta"]))[0]
+            txn.put(b"next_zone_id", _U32.pack(zone_id + 1), db=self._dbs["meta"])
+            meta = ZoneMeta(
+                name=cs.zone,
+                zone_id=zone_id,
+                kind="primary",
+                vv={},
+                # the first commit adds one to the vector sum: serve the file's serial
+                serial_base=(file_serial - 1) % (1 << 32),
+                generation=0,
+                sequence=0,
+                hlc=0,
+            )
+            zones_generation = self._bump_zones_generation(txn)
+        else:
+            if raw is None:
+                raise StoreError(f"zone {cs.zone} is not in the store")
+            meta = ZoneMeta.from_json(raw)
+
+        # causality: a local change gets the next dot of this node; a remote one keeps its own
+        if cs.dot is None:
+            dot = Dot(self.node_id, meta.vv.get(self.node_id, 0) + 1)
+        else:
+            dot = cs.dot
+            if dot.counter <= meta.vv.get(dot.node, 0):
+                res = CommitResult(
+                    cs.zone, dot, meta.hlc, meta.serial, meta.serial, meta.generation, False
+                )
+                return res, 0, meta.zone_id
+        hlc = hlc_next(max(meta.hlc, cs.hlc or 0), now_ms)
+
+        if cs.op is ChangeOp.DROP:
+            self._drop_zone_txn(txn, meta)
+            txn.delete(zkey, db=zones_db)
+            res = CommitResult(
+                cs.zone, dot, hlc, meta.serial, meta.serial, meta.generation + 1, True
+            )
+            return res, self._bump_zones_generation(txn), meta.zone_id
+
+        records = self._dbs["records"]
+        tombstones = self._dbs["tombstones"]
+        zid = meta.zone_id
+        serial_from = None if cs.op is ChangeOp.CREATE else meta.serial
+        old_soa: RR | None = None
+        removed: list[RR] = []
+        added: list[RR] = []
+        for rr in cs.removed:
+            key = _record_key(zid, cs.zone, rr)
+            old = txn.get(key, db=records)
+            if old is None:
+                continue  # removing what is not there is a no-op (repeated or raced delivery)
+            old_rr = _decode_value(rr.rdtype, old)
+            if rr.rdtype == SOA:
+                old_soa = old_rr
+                continue  # the SOA is replaced below, never left missing
+            txn.delete(key, db=records)
+            txn.put(key, _encode_value(old_rr, hlc, dot, flags=1), db=tombstones)
+            removed.append(old_rr)
+        new_soa_rr: RR | None = None
+        for rr in cs.added:
+            if rr.rdtype == SOA:
+                if rr.owner != cs.zone:
+                    raise StoreError(f"zone {cs.zone}: SOA record at {rr.owner}, not at the apex")
+                new_soa_rr = rr
+                continue
+            key = _record_key(zid, cs.zone, rr)
+            old = txn.get(key, db=records)
+            if old is not None:
+                old_rr = _decode_value(rr.rdtype, old)
+                if old_rr.ttl == rr.ttl and old_rr.owner.to_text() == rr.owner.to_text():
+                    continue  # identical record already present
+                removed.append(old_rr)
+            txn.delete(key, db=tombstones)
+            txn.put(key, _encode_value(rr, hlc, dot), db=records)
+            added.append(rr)
+
+        # the SOA: keep (or take) its fields, serial derived from the advanced version vector
+        soa_key = _owner_prefix(zid, cs.zone, cs.zone) + _RTYPE.pack(SOA) + _SOA_DIGEST
+        current = txn.get(soa_key, db=records)
+        current_soa = _decode_value(SOA, current) if current is not None else None
+        if old_soa is None:
+            old_soa = current_soa
+        base_soa = new_soa_rr or current_soa
+        if base_soa is None:
+            raise StoreError(f"zone {cs.zone} would be left without an SOA")
+        if not removed and not added and new_soa_rr is None and cs.op is ChangeOp.CHANGE:
+            # nothing changed: do not advance the serial for a no-op
+            res = CommitResult(
+                cs.zone, dot, meta.hlc, serial_from, meta.serial, meta.generation, False
+            )
+            return res, 0, zid
+        meta.vv[dot.node] = dot.counter
+        meta.hlc = hlc
+        serial_to = meta.serial
+        new_soa = _replace_soa_serial(base_soa, serial_to)
+        txn.put(soa_key, _encode_value(new_soa, hlc, dot), db=records)
+
+        meta.sequence += 1
+        meta.generation += 1
+        seq = _U32.pack(zid) + _U64.pack(meta.sequence)
+        if old_soa is not None:
+            journal_entry = (
+                _U32.pack(serial_from if serial_from is not None else 0)
+                + _U32.pack(serial_to)
+                + encode_rrs([old_soa, *removed])
+                + encode_rrs([new_soa, *added])
+            )
+            txn.put(seq, journal_entry, db=self._dbs["journal"])
+            self._trim_journal(txn, zid, meta.sequence)
+        stored = Changeset(
+            zone=cs.zone,
+            removed=tuple(removed),
+            added=tuple(added) + ((new_soa,) if new_soa_rr is not None else ()),
+            origin=cs.origin,
+            op=cs.op,
+            dot=dot,
+            hlc=hlc,
+            context=tuple(sorted(meta.vv.items())) if cs.dot is None else cs.context,
+        )
+        node = dot.node.encode()
+        oplog_key = _U32.pack(zid) + bytes((len(node),)) + node + _U64.pack(dot.counter)
+        txn.put(oplog_key, encode_changeset(stored), db=self._dbs["oplog"])
+        history = {
+            "sequence": meta.sequence,
+            "origin": cs.origin,
+            "time_ms": hlc >> 16,
+            "dot": [dot.node, dot.counter],
+            "serial_from": serial_from,
+            "serial_to": serial_to,
+            "added": len(added),
+            "removed": len(removed),
+            "op": cs.op.value,
+        }
+        txn.put(seq, json.dumps(history).encode(), db=self._dbs["history"])
+        txn.put(zkey, meta.to_json(), db=zones_db)
+        res = CommitResult(cs.zone, dot, hlc, serial_from, serial_to, meta.generation, True)
+        return res, zones_generation, zid
+
+    def _bump_zones_generation(self, txn: Any) -> int:
+        raw = txn.get(b"zones_generation", db=self._dbs["meta"])
+        value = (0 if raw is None else int(_U64.unpack(raw)[0])) + 1
+        txn.put(b"zones_generation", _U64.pack(value), db=self._dbs["meta"])
+        return value
+
+    def _trim_journal(self, txn: Any, zone_id: int, sequence: int) -> None:
+        oldest_kept = sequence - self.journal_depth
+        if oldest_kept <= 0:
+            return
+        cursor = txn.cursor(db=self._dbs["journal"])
+        prefix = _U32.pack(zone_id)
+        if not cursor.set_range(prefix):
+            return
+        while cursor.key()[:4] == prefix and _U64.unpack_from(cursor.key(), 4)[0] <= oldest_kept:
+            if not cursor.delete():
+                break
+
+    def _drop_zone_txn(self, txn: Any, meta: ZoneMeta) -> None:
+        prefix = _U32.pack(meta.zone_id)
+        for db_name in ("records", "tombstones", "journal", "oplog", "history"):
+            cursor = txn.cursor(db=self._dbs[db_name])
+            if not cursor.set_range(prefix):
+                continue
+            while cursor.key()[:4] == prefix:
+                if not cursor.delete():
+                    break

@@ -1,0 +1,232 @@
+"""Master files in and out (pure: stdlib + dnspython).
+
+Parsing is dnspython's zone-file reader ($ORIGIN, $TTL, $INCLUDE, $GENERATE); its errors already say
+``file:line: problem``.  On top of it, the zone rules a server must refuse to load: an SOA and NS
+records at the apex, no CNAME beside other data, nothing outside the zone.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import dns.exception
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.tokenizer
+import dns.zonefile
+
+from xdnsd.model import RR, ChangeOp, Changeset, rrs_from_rrset
+
+# types that may sit beside a CNAME (RFC 2181 10.1, RFC 4035 2.5)
+_CNAME_NEIGHBOURS = {
+    int(dns.rdatatype.CNAME),
+    int(dns.rdatatype.RRSIG),
+    int(dns.rdatatype.NSEC),
+    int(dns.rdatatype.KEY),
+}
+
+
+_CHDIR_LOCK = threading.Lock()
+
+
+class ZoneFileError(Exception):
+    """A master file that cannot be loaded; the message names the file, line and problem."""
+
+
+class _Tokenizer(dns.tokenizer.Tokenizer):
+    """A tokenizer whose line number does not run ahead when a newline is read and put back."""
+
+    def _get_char(self) -> str:
+        c = super()._get_char()
+        if c == "\n" and self._pending_newline:
+            self._pending_newline = False
+            self.line_number += 1
+        return c
+
+    def _unget_char(self, c: str) -> None:
+        super()._unget_char(c)
+        if c == "\n":
+            self._pending_newline = True
+            self.line_number -= 1
+
+    _pending_newline = False
+
+
+class _Reader(dns.zonefile.Reader):
+    """dnspython's reader, remembering where the record being read starts.
+
+    dnspython reports the tokenizer's position, which is one line late when the problem is the
+    last token of a line or is found after the line was read (CNAME beside other data).
+    """
+
+    error_at: tuple[str, int] | None = None
+
+    def _rr_line(self) -> None:
+        start = self.tok.where()
+        try:
+            super()._rr_line()
+        except dns.exception.DNSException:
+            self.error_at = start
+            raise
+
+
+def parse_zone_text(
+    text: str | io.TextIOBase, origin: dns.name.Name, filename: str = "<input>"
+) -> list[RR]:
+    """Parse master-file text for ``origin`` into records (absolute names, class IN)."""
+    manager = dns.zonefile.RRSetsReaderManager(origin, False, dns.rdataclass.IN)
+    reader: _Reader | None = None
+    try:
+        with manager.writer(True) as txn:  # type: ignore[no-untyped-call]
+            tok = _Tokenizer(text, filename)
+            reader = _Reader(tok, dns.rdataclass.IN, txn, allow_include=True, allow_directives=True)
+            reader.read()
+    except dns.exception.DNSException as exc:
+        message = str(exc)
+        if isinstance(exc, dns.exception.SyntaxError):
+            # dnspython's message is "file:line: problem"; keep only the problem
+            parts = message.split(":", 2)
+            if len(parts) == 3 and parts[1].isdigit():
+                message = parts[2].strip()
+        if "CNAME" in message and "compatible" in message:
+            message = "a CNAME beside other data at this name (RFC 1034 3.6.2)"
+        where = (filename, 0)
+        if reader is not None:
+            where = reader.error_at or reader.tok.where()
+        raise ZoneFileError(
+            _with_line(f"{where[0]}:{where[1]}: {message}", text, filename)
+        ) from None
+    except OSError as exc:  # a missing $INCLUDE file
+        raise ZoneFileError(f"{filename}: {exc}") from None
+    finally:
+        if reader is not None:  # dnspython leaves $INCLUDE files open on errors
+            files: list[Any] = [state[3] for state in reader.saved_state]
+            for f in [*files, reader.current_file]:
+                if f is not None:
+                    f.close()
+    records: list[RR] = []
+    for rrset in manager.rrsets:
+        records.extend(rrs_from_rrset(rrset))
+    return records
+
+
+def _with_line(message: str, text: str | io.TextIOBase, filename: str) -> str:
+    """Append the offending line of the main file to a ``file:line: problem`` message."""
+    prefix = f"{filename}:"
+    if not isinstance(text, str) or not message.startswith(prefix):
+        return message
+    number = message[len(prefix) :].split(":", 1)[0]
+    if not number.isdigit():
+        return message
+    lines = text.splitlines()
+    index = int(number) - 1
+    if 0 <= index < len(lines):
+        return f"{message.rstrip('.')} (line: {lines[index].strip()!r})"
+    return message
+
+
+def parse_zone_file(path: str | Path, origin: dns.name.Name) -> list[RR]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ZoneFileError(f"{path}: cannot read zone file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ZoneFileError(f"{path}: not a text file ({exc.reason})") from None
+    # $INCLUDE paths are relative to the zone file's directory (as Knot does); dnspython opens
+    # them relative to the working directory, so parse from there, one file at a time.
+    with _CHDIR_LOCK:
+        cwd = Path.cwd()
+        try:
+            os.chdir(path.resolve().parent)
+            records = parse_zone_text(text, origin, str(path))
+        finally:
+            os.chdir(cwd)
+    check_zone(records, origin, str(path))
+    return records
+
+
+def check_zone(records: Iterable[RR], origin: dns.name.Name, source: str) -> None:
+    """Refuse a zone a server must not serve, with a message that says what to fix."""
+    by_owner: dict[dns.name.Name, set[int]] = defaultdict(set)
+    ttls: dict[tuple[dns.name.Name, int], set[int]] = defaultdict(set)
+    for rr in records:
+        if not rr.owner.is_subdomain(origin):
+            raise ZoneFileError(f"{source}: {rr.owner} is outside the zone {origin}")
+        by_owner[rr.owner].add(rr.rdtype)
+        ttls[(rr.owner, rr.rdtype)].add(rr.ttl)
+    apex = by_owner.get(origin, set())
+    soa_count = sum(1 for rr in records if rr.rdtype == dns.rdatatype.SOA)
+    if dns.rdatatype.SOA not in apex:
+        raise ZoneFileError(f"{source}: zone {origin} has no SOA record at its apex")
+    if soa_count != 1:
+        raise ZoneFileError(f"{source}: zone {origin} has {soa_count} SOA records; it needs one")
+    if dns.rdatatype.NS not in apex:
+        raise ZoneFileError(f"{source}: zone {origin} has no NS records at its apex")
+    for owner, types in by_owner.items():
+        if dns.rdatatype.SOA in types and owner != origin:
+            raise ZoneFileError(f"{source}: SOA record at {owner}, which is not the apex {origin}")
+        if dns.rdatatype.CNAME in types and types - _CNAME_NEIGHBOURS:
+            others = ", ".join(
+                sorted(
+                    dns.rdatatype.to_text(dns.rdatatype.RdataType(t))
+                    for t in types - _CNAME_NEIGHBOURS
+                )
+            )
+            raise ZoneFileError(f"{source}: {owner} has a CNAME beside other data ({others})")
+        if owner == origin and dns.rdatatype.CNAME in types:
+            raise ZoneFileError(f"{source}: the apex {origin} cannot be a CNAME")
+    del ttls  # differing TTLs in one RRset are normalised by the store (RFC 2181 5.2)
+
+
+def plan_import(
+    zone: dns.name.Name, current: Iterable[RR], desired: Iterable[RR], origin: str
+) -> Changeset:
+    """The changeset that turns ``current`` into ``desired``.
+
+    A record whose TTL or owner case changes is removed and added again.  The SOA is compared
+    without its serial (the store derives the serial) and, when changed, only added: the store
+    keeps exactly one SOA per zone.
+    """
+
+    def differs(a: RR, b: RR) -> bool:
+        return a.ttl != b.ttl or a.owner.to_text() != b.owner.to_text()
+
+    cur = {rr.identity(): rr for rr in current if rr.rdtype != dns.rdatatype.SOA}
+    new = {rr.identity(): rr for rr in desired if rr.rdtype != dns.rdatatype.SOA}
+    removed = [rr for k, rr in cur.items() if k not in new or differs(new[k], rr)]
+    added = [rr for k, rr in new.items() if k not in cur or differs(cur[k], rr)]
+    soa_cur = [rr for rr in current if rr.rdtype == dns.rdatatype.SOA]
+    soa_new = [rr for rr in desired if rr.rdtype == dns.rdatatype.SOA]
+    if soa_new and soa_cur:
+        a, b = soa_new[0], soa_cur[0]
+        if a.ttl != b.ttl or _without_serial(a) != _without_serial(b):
+            added.append(a)
+    return Changeset(zone=zone, removed=tuple(removed), added=tuple(added), origin=origin)
+
+
+def _without_serial(rr: RR) -> object:
+    return rr.rdata.replace(serial=0)
+
+
+def create_changeset(zone: dns.name.Name, records: Iterable[RR], origin: str) -> Changeset:
+    return Changeset(zone=zone, added=tuple(records), origin=origin, op=ChangeOp.CREATE)
+
+
+def to_text(records: Iterable[RR], origin: dns.name.Name) -> str:
+    """A master file for the records (absolute names), apex SOA first; parses back the same."""
+    lines = [f"$ORIGIN {origin}"]
+    recs = list(records)
+    recs.sort(key=lambda rr: (rr.rdtype != dns.rdatatype.SOA, rr.owner, rr.rdtype))
+    for rr in recs:
+        lines.append(
+            f"{rr.owner} {rr.ttl} IN {dns.rdatatype.to_text(rr.rdata.rdtype)} {rr.rdata.to_text()}"
+        )
+    return "\n".join(lines) + "\n"

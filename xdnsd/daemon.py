@@ -129,7 +129,18 @@ def _run_worker(config: Config, index: int, zone_count: int, children: list[int]
             config.server.workers,
             config.server.data_dir,
         )
-    reactor.run(installSignalHandlers=True)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if not stopping:  # a second SIGTERM / SIGINT while stopping is ignored
+            stopping = True
+            log.info("received %s; shutting down", signal.Signals(signum).name)
+            reactor.callFromThread(reactor.stop)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    reactor.run(installSignalHandlers=False)
     store.close()
     return 0
 

@@ -147,6 +147,11 @@ def _rdata_digest(rr: RR) -> bytes:
     return hashlib.blake2b(canonical_rdata(rr.rdata), digest_size=16).digest()
 
 
+def _zone_key(zone: dns.name.Name) -> bytes:
+    # a constant first byte so that the root zone (empty name key) is a valid LMDB key too
+    return b"Z" + names.name_key(zone)
+
+
 def _owner_prefix(zone_id: int, owner: dns.name.Name, origin: dns.name.Name) -> bytes:
     return _U32.pack(zone_id) + names.relative_key(owner, origin) + b"\x00"
 
@@ -304,7 +309,7 @@ class Snapshot:
         return ZoneSnapshot(self._txn, self._store._dbs["records"], meta)
 
     def zone(self, name: dns.name.Name) -> ZoneSnapshot:
-        raw = self._txn.get(names.name_key(name), db=self._store._dbs["zones"])
+        raw = self._txn.get(_zone_key(name), db=self._store._dbs["zones"])
         if raw is None:
             raise StoreError(f"zone {name} is not in the store")
         return ZoneSnapshot(self._txn, self._store._dbs["records"], ZoneMeta.from_json(raw))
@@ -316,7 +321,7 @@ class Snapshot:
 
     def zone_generation(self, zone: dns.name.Name) -> tuple[int, int]:
         """(generation slot, generation) of a zone as of this snapshot."""
-        raw = self._txn.get(names.name_key(zone), db=self._store._dbs["zones"])
+        raw = self._txn.get(_zone_key(zone), db=self._store._dbs["zones"])
         if raw is None:
             return 0, self.zones_generation()
         meta = ZoneMeta.from_json(raw)
@@ -495,13 +500,11 @@ class Store:
         """
         now_ms = int((time.time() if now is None else now) * 1000)
         result: CommitResult
-        result, zones_generation, zone_id = self._write(
-            lambda txn: self._commit_txn(txn, cs, now_ms)
-        )
+        publish: list[tuple[int, int]]
+        result, publish = self._write(lambda txn: self._commit_txn(txn, cs, now_ms))
         if result.applied:
-            self.generations.publish(zone_id, result.generation)
-            if zones_generation:
-                self.generations.publish(0, zones_generation)
+            for slot, generation in publish:
+                self.generations.publish(slot, generation)
             for listener in self._listeners:
                 try:
                     listener(result, cs)
@@ -509,11 +512,13 @@ class Store:
                     log.exception("post-commit listener %r failed for zone %s", listener, cs.zone)
         return result
 
-    def _commit_txn(self, txn: Any, cs: Changeset, now_ms: int) -> tuple[CommitResult, int, int]:
+    def _commit_txn(
+        self, txn: Any, cs: Changeset, now_ms: int
+    ) -> tuple[CommitResult, list[tuple[int, int]]]:
         zones_db = self._dbs["zones"]
-        zkey = names.name_key(cs.zone)
+        zkey = _zone_key(cs.zone)
         raw = txn.get(zkey, db=zones_db)
-        zones_generation = 0  # set when the set of zones changes
+        publish: list[tuple[int, int]] = []  # generation slots to publish after the commit
         if cs.op is ChangeOp.CREATE:
             if raw is not None:
                 raise StoreError(f"zone {cs.zone} already exists")
@@ -534,7 +539,7 @@ class Store:
                 sequence=0,
                 hlc=0,
             )
-            zones_generation = self._bump_zones_generation(txn)
+            publish += self._zone_set_changed(txn, cs.zone)
         else:
             if raw is None:
                 raise StoreError(f"zone {cs.zone} is not in the store")
@@ -549,7 +554,7 @@ class Store:
                 res = CommitResult(
                     cs.zone, dot, meta.hlc, meta.serial, meta.serial, meta.generation, False
                 )
-                return res, 0, meta.zone_id
+                return res, []
         hlc = hlc_next(max(meta.hlc, cs.hlc or 0), now_ms)
 
         if cs.op is ChangeOp.DROP:
@@ -558,7 +563,9 @@ class Store:
             res = CommitResult(
                 cs.zone, dot, hlc, meta.serial, meta.serial, meta.generation + 1, True
             )
-            return res, self._bump_zones_generation(txn), meta.zone_id
+            publish += self._zone_set_changed(txn, cs.zone)
+            publish.append((meta.zone_id, meta.generation + 1))
+            return res, publish
 
         records = self._dbs["records"]
         tombstones = self._dbs["tombstones"]
@@ -611,7 +618,7 @@ class Store:
             res = CommitResult(
                 cs.zone, dot, meta.hlc, serial_from, meta.serial, meta.generation, False
             )
-            return res, 0, zid
+            return res, []
         meta.vv[dot.node] = dot.counter
         meta.hlc = hlc
         serial_to = meta.serial
@@ -657,13 +664,29 @@ class Store:
         txn.put(seq, json.dumps(history).encode(), db=self._dbs["history"])
         txn.put(zkey, meta.to_json(), db=zones_db)
         res = CommitResult(cs.zone, dot, hlc, serial_from, serial_to, meta.generation, True)
-        return res, zones_generation, zid
+        publish.append((zid, meta.generation))
+        return res, publish
 
-    def _bump_zones_generation(self, txn: Any) -> int:
+    def _zone_set_changed(self, txn: Any, zone: dns.name.Name) -> list[tuple[int, int]]:
+        """A zone is created or dropped: names in it were (or will be) answered by the closest
+        enclosing zone, or REFUSED (slot 0).  Bump both generations so no cached answer survives.
+        """
         raw = txn.get(b"zones_generation", db=self._dbs["meta"])
         value = (0 if raw is None else int(_U64.unpack(raw)[0])) + 1
         txn.put(b"zones_generation", _U64.pack(value), db=self._dbs["meta"])
-        return value
+        bumped = [(0, value)]
+        name = zone
+        while len(name.labels) > 0 and name != dns.name.root:
+            name = name.parent()
+            key = _zone_key(name)
+            parent_raw = txn.get(key, db=self._dbs["zones"])
+            if parent_raw is not None:
+                parent = ZoneMeta.from_json(parent_raw)
+                parent.generation += 1
+                txn.put(key, parent.to_json(), db=self._dbs["zones"])
+                bumped.append((parent.zone_id, parent.generation))
+                break
+        return bumped
 
     def _trim_journal(self, txn: Any, zone_id: int, sequence: int) -> None:
         oldest_kept = sequence - self.journal_depth

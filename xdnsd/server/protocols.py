@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 log = logging.getLogger("xdnsd.server")
 
-Answerer = Callable[[bytes, bool], "bytes | None"]
+Answerer = Callable[[bytes], "bytes | None"]
 
 # drain at most this many datagrams per readiness event so TCP and timers still get their turn
 UDP_BATCH = 512
@@ -65,7 +65,7 @@ class UDPListener:
             except OSError:
                 continue  # e.g. an ICMP error queued on the socket
             try:
-                response = answer(data, False)
+                response = answer(data)
             except Exception:
                 self.errors += 1
                 log.exception("unexpected error answering a UDP packet from %s", addr[0])
@@ -114,7 +114,7 @@ class DNSOverTCP(Int16StringReceiver, TimeoutMixin):
     def stringReceived(self, string: bytes) -> None:
         self.resetTimeout()
         try:
-            response = self.factory.answer(string, True)
+            response = self.factory.answer(string)
         except Exception:
             log.exception("unexpected error answering a TCP message")
             self._close()

@@ -107,10 +107,10 @@ class DNSService:
 
     def start(self, sockets: list[tuple[socket.socket, socket.socket]]) -> None:
         factory = TCPFactory(
-            self.answerer.answer, self.config.tcp_idle_timeout, self.config.tcp_max_connections
+            self.answerer.tcp, self.config.tcp_idle_timeout, self.config.tcp_max_connections
         )
         for udp_sock, tcp_sock in sockets:
-            listener = UDPListener(udp_sock, self.answerer.answer, self.reactor)
+            listener = UDPListener(udp_sock, self.answerer.udp, self.reactor)
             listener.start()
             self.udp.append(listener)
             port = self.reactor.adoptStreamPort(tcp_sock.fileno(), tcp_sock.family, factory)

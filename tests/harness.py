@@ -1,0 +1,148 @@
+"""Start a real ``xdnsd serve`` process on free loopback ports for integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on ``host``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(family, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port found")
+
+
+def write_config(
+    directory: Path,
+    zones: dict[str, Path],
+    *,
+    port: int,
+    listen: Sequence[str] | None = None,
+    node_id: str = "t1",
+    extra_server: str = "",
+) -> Path:
+    listen = listen or [f"127.0.0.1:{port}"]
+    lines = [
+        "[server]",
+        "listen = [" + ", ".join(f'"{a}"' for a in listen) + "]",
+        f'data_dir = "{directory / "var"}"',
+        extra_server,
+        "[node]",
+        f'id = "{node_id}"',
+    ]
+    for name, path in zones.items():
+        lines += ["[[zones]]", f'name = "{name}"', f'file = "{path}"']
+    config = directory / "xdnsd.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+class XdnsdProcess:
+    """A running ``xdnsd serve``; stop() sends SIGTERM and checks a clean exit."""
+
+    def __init__(self, config: Path, port: int, host: str = "127.0.0.1") -> None:
+        self.config = config
+        self.port = port
+        self.host = host
+        self.log_path = config.parent / f"xdnsd-{port}.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "xdnsd", "serve", "--config", str(config)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+    def wait_ready(self, probe: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        query = dns.message.make_query(probe, "SOA")
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"xdnsd exited with {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(dns.exception.Timeout, OSError):
+                response = dns.query.udp(query, self.host, port=self.port, timeout=0.2)
+                if response.rcode() == dns.rcode.NOERROR:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"xdnsd did not answer within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"xdnsd ignored SIGTERM:\n{self.log()}") from None
+        self._log.close()
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
+
+@contextlib.contextmanager
+def running_xdnsd(
+    directory: Path,
+    zones: dict[str, Path],
+    *,
+    probe: str | None = None,
+    **config_args: object,
+) -> Iterator[XdnsdProcess]:
+    port = free_port()
+    config = write_config(directory, zones, port=port, **config_args)  # type: ignore[arg-type]
+    server = XdnsdProcess(config, port)
+    try:
+        server.wait_ready(probe or next(iter(zones)))
+        yield server
+    finally:
+        if server.proc.poll() is None:
+            status = server.stop()
+            assert status == 0, f"xdnsd exited with {status} on SIGTERM:\n{server.log()}"
+        else:
+            server.kill()
+
+
+def run_cli(*args: str, config: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "xdnsd", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"xdnsd {' '.join(args)} failed: {result.stderr}")
+    return result

@@ -27,7 +27,7 @@ def test_demo_config() -> None:
         ('[server]\nlisten = ["localhost:53"]\n', r"\[server\].listen\[0\]: .*not an IP address"),
         ("[server]\nworkers = 0\n", r"\[server\].workers: must be from 1 to 64"),
         ("[server]\nwokers = 2\n", r"\[server\]: unknown key 'wokers'"),
-        ("[node]\nid = 3\n", r"\[node\].id: expected str"),
+        ("[node]\nid = 3\n", r"\[node\].id: expected a string"),
         ('[[zones]]\nfile = "x"\n', r"\[\[zones\]\] #1: missing required key 'name'"),
         ('[[zones]]\nname = "a"\n[[zones]]\nname = "a."\n', r"zone a. is listed twice"),
         ("[server\n", r"not valid TOML"),

@@ -85,7 +85,8 @@ def test_refused_outside_zones(server: XdnsdProcess) -> None:
 
 
 def test_question_case_is_preserved_on_cached_answers(server: XdnsdProcess) -> None:
-    for name in ["www.example.test", "WwW.ExAmPlE.tEsT", "WWW.EXAMPLE.TEST"]:
+    # mixed case first: a lowercase question must not get the cached mixed-case bytes
+    for name in ["WwW.ExAmPlE.tEsT", "www.example.test", "WWW.EXAMPLE.TEST"]:
         for _ in range(2):  # the second is a fast-path hit
             q = dns.message.make_query(name, "A")
             wire = q.to_wire()

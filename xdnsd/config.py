@@ -99,6 +99,16 @@ def _parse_port(text: str, value: str, where: str) -> int:
     return int(text)
 
 
+_KIND_WORDS = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a table",
+    bool: "true or false",
+}
+
+
 def _take(
     table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...
 ) -> Any:
@@ -110,8 +120,9 @@ def _take(
     if kind is int and isinstance(value, bool):
         raise ConfigError(f"{where}.{key}: expected an integer, got {value!r}")
     if not isinstance(value, kind):
-        name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ConfigError(f"{where}.{key}: expected {name}, got {value!r}")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        wanted = " or ".join(_KIND_WORDS.get(k, k.__name__) for k in kinds)
+        raise ConfigError(f"{where}.{key}: expected {wanted}, got {value!r}")
     return value
 
 

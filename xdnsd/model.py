@@ -133,7 +133,12 @@ def encode_rr(rr: RR) -> bytes:
     assert isinstance(owner, bytes)
     rdata = rr.rdata.to_wire()
     assert isinstance(rdata, bytes)
-    return owner + _RR_HEAD.pack(rr.rdtype, rr.ttl, len(rdata)) + rdata
+    return encode_rr_wires(owner, rr.rdtype, rr.ttl, rdata)
+
+
+def encode_rr_wires(owner_wire: bytes, rdtype: int, ttl: int, rdata_wire: bytes) -> bytes:
+    """:func:`encode_rr` from wire forms already computed (bulk writes reuse them)."""
+    return owner_wire + _RR_HEAD.pack(rdtype, ttl, len(rdata_wire)) + rdata_wire
 
 
 def decode_rr(data: bytes | memoryview, offset: int = 0) -> tuple[RR, int]:
@@ -160,7 +165,8 @@ def decode_rrs(data: bytes | memoryview, offset: int = 0) -> tuple[list[RR], int
     return out, offset
 
 
-def encode_changeset(cs: Changeset) -> bytes:
+def encode_changeset(cs: Changeset, added_encoded: list[bytes] | None = None) -> bytes:
+    """Changeset to bytes; ``added_encoded`` may give ``cs.added`` already encoded (in order)."""
     head = json.dumps(
         {
             "zone": cs.zone.to_text(),
@@ -172,7 +178,11 @@ def encode_changeset(cs: Changeset) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
-    return struct.pack("!I", len(head)) + head + encode_rrs(cs.removed) + encode_rrs(cs.added)
+    if added_encoded is None:
+        added = encode_rrs(cs.added)
+    else:
+        added = struct.pack("!I", len(added_encoded)) + b"".join(added_encoded)
+    return struct.pack("!I", len(head)) + head + encode_rrs(cs.removed) + added
 
 
 def decode_changeset(data: bytes | memoryview) -> Changeset:

@@ -58,6 +58,8 @@ from xdnsd.model import (
     canonical_rdata,
     derived_serial,
     encode_changeset,
+    encode_rr,
+    encode_rr_wires,
     encode_rrs,
     hlc_next,
 )
@@ -141,10 +143,26 @@ class ZoneMeta:
         )
 
 
-def _rdata_digest(rr: RR) -> bytes:
+# types whose canonical RDATA (RFC 4034 6.2) is their plain wire form: no names inside
+_PLAIN_TYPES = frozenset(
+    int(t) for t in (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.TXT, dns.rdatatype.DS)
+)
+
+
+def _rdata_wire(rr: RR) -> bytes:
+    wire = rr.rdata.to_wire()
+    assert isinstance(wire, bytes)
+    return wire
+
+
+def _rdata_digest(rr: RR, rdata_wire: bytes | None = None) -> bytes:
     if rr.rdtype == SOA:
         return _SOA_DIGEST  # one SOA per zone: a new SOA replaces the old one
-    return hashlib.blake2b(canonical_rdata(rr.rdata), digest_size=16).digest()
+    if rdata_wire is not None and rr.rdtype in _PLAIN_TYPES:
+        canonical = rdata_wire
+    else:
+        canonical = canonical_rdata(rr.rdata)
+    return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
 def _zone_key(zone: dns.name.Name) -> bytes:
@@ -156,16 +174,28 @@ def _owner_prefix(zone_id: int, owner: dns.name.Name, origin: dns.name.Name) -> 
     return _U32.pack(zone_id) + names.relative_key(owner, origin) + b"\x00"
 
 
-def _record_key(zone_id: int, origin: dns.name.Name, rr: RR) -> bytes:
-    return _owner_prefix(zone_id, rr.owner, origin) + _RTYPE.pack(rr.rdtype) + _rdata_digest(rr)
+def _record_key(
+    zone_id: int, origin: dns.name.Name, rr: RR, rdata_wire: bytes | None = None
+) -> bytes:
+    return (
+        _owner_prefix(zone_id, rr.owner, origin)
+        + _RTYPE.pack(rr.rdtype)
+        + _rdata_digest(rr, rdata_wire)
+    )
 
 
-def _encode_value(rr: RR, hlc: int, dot: Dot, flags: int = 0) -> bytes:
-    owner = rr.owner.to_wire()
+def _encode_value(
+    rr: RR,
+    hlc: int,
+    dot: Dot,
+    flags: int = 0,
+    rdata_wire: bytes | None = None,
+    owner_wire: bytes | None = None,
+) -> bytes:
+    owner = owner_wire if owner_wire is not None else rr.owner.to_wire()
     assert isinstance(owner, bytes)
     node = dot.node.encode()
-    rdata = rr.rdata.to_wire()
-    assert isinstance(rdata, bytes)
+    rdata = rdata_wire if rdata_wire is not None else _rdata_wire(rr)
     return (
         _VALUE_HEAD.pack(flags, rr.ttl, hlc, dot.counter)
         + bytes((len(node),))
@@ -587,13 +617,28 @@ class Store:
             txn.put(key, _encode_value(old_rr, hlc, dot, flags=1), db=tombstones)
             removed.append(old_rr)
         new_soa_rr: RR | None = None
+        fresh = cs.op is ChangeOp.CREATE
+        bulk: dict[bytes, bytes] = {}  # a new zone: sorted bulk insert, no lookups
+        added_encoded: list[bytes] = []  # for the oplog, from the wire forms computed here
+        last_owner: dns.name.Name | None = None
+        owner_wire = b""
         for rr in cs.added:
             if rr.rdtype == SOA:
                 if rr.owner != cs.zone:
                     raise StoreError(f"zone {cs.zone}: SOA record at {rr.owner}, not at the apex")
                 new_soa_rr = rr
                 continue
-            key = _record_key(zid, cs.zone, rr)
+            rdata_wire = _rdata_wire(rr)
+            if rr.owner is not last_owner:  # records of one name usually share the Name
+                last_owner = rr.owner
+                owner_wire = rr.owner.to_wire()  # type: ignore[assignment]
+            key = _record_key(zid, cs.zone, rr, rdata_wire)
+            if fresh:
+                if key not in bulk:
+                    bulk[key] = _encode_value(rr, hlc, dot, 0, rdata_wire, owner_wire)
+                    added.append(rr)
+                    added_encoded.append(encode_rr_wires(owner_wire, rr.rdtype, rr.ttl, rdata_wire))
+                continue
             old = txn.get(key, db=records)
             if old is not None:
                 old_rr = _decode_value(rr.rdtype, old)
@@ -601,8 +646,11 @@ class Store:
                     continue  # identical record already present
                 removed.append(old_rr)
             txn.delete(key, db=tombstones)
-            txn.put(key, _encode_value(rr, hlc, dot), db=records)
+            txn.put(key, _encode_value(rr, hlc, dot, 0, rdata_wire, owner_wire), db=records)
             added.append(rr)
+            added_encoded.append(encode_rr_wires(owner_wire, rr.rdtype, rr.ttl, rdata_wire))
+        if bulk:
+            txn.cursor(db=records).putmulti(sorted(bulk.items()))
 
         # the SOA: keep (or take) its fields, serial derived from the advanced version vector
         soa_key = _owner_prefix(zid, cs.zone, cs.zone) + _RTYPE.pack(SOA) + _SOA_DIGEST
@@ -649,7 +697,9 @@ class Store:
         )
         node = dot.node.encode()
         oplog_key = _U32.pack(zid) + bytes((len(node),)) + node + _U64.pack(dot.counter)
-        txn.put(oplog_key, encode_changeset(stored), db=self._dbs["oplog"])
+        if new_soa_rr is not None:
+            added_encoded.append(encode_rr(new_soa))
+        txn.put(oplog_key, encode_changeset(stored, added_encoded), db=self._dbs["oplog"])
         history = {
             "sequence": meta.sequence,
             "origin": cs.origin,

@@ -17,6 +17,7 @@ from typing import Any
 
 import dns.exception
 import dns.name
+import dns.node
 import dns.rdataclass
 import dns.rdatatype
 import dns.tokenizer
@@ -38,6 +39,46 @@ _CHDIR_LOCK = threading.Lock()
 
 class ZoneFileError(Exception):
     """A master file that cannot be loaded; the message names the file, line and problem."""
+
+
+class _IndexedTransaction(dns.zonefile.RRsetsReaderTransaction):
+    """dnspython's RRsets reader transaction with the RRsets indexed by owner name.
+
+    The stock one scans every RRset read so far to find a name's node (for the CNAME check on
+    each record), which makes reading a zone quadratic in its size.
+    """
+
+    def __init__(self, manager: Any, replacement: bool, read_only: bool) -> None:
+        super().__init__(manager, replacement, read_only)  # type: ignore[no-untyped-call]
+        self.by_name: dict[dns.name.Name, dict[tuple[Any, Any], Any]] = {}
+
+    def _get_node(self, name: dns.name.Name) -> dns.node.Node | None:
+        rdatasets = self.by_name.get(name)
+        if not rdatasets:
+            return None
+        node = dns.node.Node()  # type: ignore[no-untyped-call]
+        node.rdatasets = list(rdatasets.values())
+        return node
+
+    def _put_rdataset(self, name: dns.name.Name, rdataset: Any) -> None:
+        super()._put_rdataset(name, rdataset)  # type: ignore[no-untyped-call]
+        self.by_name.setdefault(name, {})[(rdataset.rdtype, rdataset.covers)] = rdataset
+
+    def _delete_name(self, name: dns.name.Name) -> None:
+        for rdtype, covers in self.by_name.pop(name, {}):
+            self.rdatasets.pop((name, rdtype, covers), None)
+
+    def _delete_rdataset(self, name: dns.name.Name, rdtype: Any, covers: Any) -> None:
+        super()._delete_rdataset(name, rdtype, covers)  # type: ignore[no-untyped-call]
+        self.by_name.get(name, {}).pop((rdtype, covers), None)
+
+    def _name_exists(self, name: dns.name.Name) -> bool:
+        return bool(self.by_name.get(name))
+
+
+class _IndexedManager(dns.zonefile.RRSetsReaderManager):
+    def writer(self, replacement: bool = False) -> _IndexedTransaction:
+        return _IndexedTransaction(self, True, False)
 
 
 class _Tokenizer(dns.tokenizer.Tokenizer):
@@ -81,10 +122,10 @@ def parse_zone_text(
     text: str | io.TextIOBase, origin: dns.name.Name, filename: str = "<input>"
 ) -> list[RR]:
     """Parse master-file text for ``origin`` into records (absolute names, class IN)."""
-    manager = dns.zonefile.RRSetsReaderManager(origin, False, dns.rdataclass.IN)
+    manager = _IndexedManager(origin, False, dns.rdataclass.IN)
     reader: _Reader | None = None
     try:
-        with manager.writer(True) as txn:  # type: ignore[no-untyped-call]
+        with manager.writer(True) as txn:
             tok = _Tokenizer(text, filename)
             reader = _Reader(tok, dns.rdataclass.IN, txn, allow_include=True, allow_directives=True)
             reader.read()

@@ -98,7 +98,9 @@ class QueryAnswerer:
         if wire[12 : end + 5].lower() == data[12 : end + 5].lower():
             if len(cache) >= self._cache_size:
                 cache.clear()
-            cache[key] = (wire[2:], slot << 3, generation)
+            # stored with the question name lowercased, as the key: an exact-key hit (a
+            # lowercase question) then returns the right case without patching
+            cache[key] = (wire[2:12] + wire[12:end].lower() + wire[end:], slot << 3, generation)
         return wire
 
     def clear(self) -> None:

@@ -86,6 +86,7 @@ _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
 _RTYPE = struct.Struct("!H")
 _VALUE_HEAD = struct.Struct("!BIQQ")  # flags, ttl, hlc, dot counter
+_META_HEAD = struct.Struct("!IQ")  # zone id, generation
 _SOA_DIGEST = b"\x00" * 16
 SOA = int(dns.rdatatype.SOA)
 
@@ -111,7 +112,9 @@ class ZoneMeta:
         return derived_serial(self.serial_base, self.vv)
 
     def to_json(self) -> bytes:
-        return json.dumps(
+        """Stored form: zone id and generation in a fixed header (read on the query path
+        without decoding the rest), then the JSON document."""
+        return _META_HEAD.pack(self.zone_id, self.generation) + json.dumps(
             {
                 "name": self.name.to_text(),
                 "id": self.zone_id,
@@ -129,7 +132,7 @@ class ZoneMeta:
 
     @classmethod
     def from_json(cls, data: bytes) -> ZoneMeta:
-        d = json.loads(data)
+        d = json.loads(data[_META_HEAD.size :])
         return cls(
             name=dns.name.from_text(d["name"]),
             zone_id=d["id"],
@@ -206,7 +209,25 @@ def _encode_value(
     )
 
 
+# Decoded records by stored bytes: decoding is a pure function of them, so no invalidation is
+# needed; it spares re-parsing the records every answer reads (the apex SOA of each negative
+# answer, NS sets, glue).
+_DECODED: dict[tuple[int, bytes], RR] = {}
+_DECODED_MAX = 100_000
+
+
 def _decode_value(rdtype: int, value: bytes) -> RR:
+    key = (rdtype, value)
+    rr = _DECODED.get(key)
+    if rr is None:
+        rr = _decode_value_uncached(rdtype, value)
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[key] = rr
+    return rr
+
+
+def _decode_value_uncached(rdtype: int, value: bytes) -> RR:
     _flags, ttl, _hlc, _counter = _VALUE_HEAD.unpack_from(value, 0)
     i = _VALUE_HEAD.size
     i += 1 + value[i]
@@ -354,8 +375,8 @@ class Snapshot:
         raw = self._txn.get(_zone_key(zone), db=self._store._dbs["zones"])
         if raw is None:
             return 0, self.zones_generation()
-        meta = ZoneMeta.from_json(raw)
-        return meta.zone_id, meta.generation
+        zone_id, generation = _META_HEAD.unpack_from(raw, 0)
+        return int(zone_id), int(generation)
 
     def zones(self) -> list[ZoneMeta]:
         cursor = self._txn.cursor(db=self._store._dbs["zones"])

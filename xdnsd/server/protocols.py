@@ -8,7 +8,6 @@ queries answered in order, an idle timeout and a connection limit.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -66,14 +65,13 @@ class UDPListener:
                 continue  # e.g. an ICMP error queued on the socket
             try:
                 response = answer(data)
+                if response is not None:
+                    sendto(response, addr)
+            except OSError:
+                pass  # a full socket buffer or an unreachable client: the datagram is dropped
             except Exception:
                 self.errors += 1
                 log.exception("unexpected error answering a UDP packet from %s", addr[0])
-                continue
-            if response is not None:
-                # a full socket buffer or an unreachable client: the datagram is dropped
-                with contextlib.suppress(OSError):
-                    sendto(response, addr)
 
     def connectionLost(self, reason: Failure) -> None:
         log.info("UDP listener closed: %s", reason.getErrorMessage())

@@ -101,3 +101,9 @@ def test_plan_import_is_the_difference(tmp_path: Path) -> None:
         "www.example.test. 300 IN A 192.0.2.80",
         "ns1.example.test. 600 IN A 192.0.2.1",
     }
+
+
+def test_soa_away_from_apex(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("ns1 A 192.0.2.1", "www SOA ns1 host 1 2 3 4 5"))
+    with pytest.raises(ZoneFileError, match=r":5: an SOA record away from the zone apex"):
+        parse_zone_file(path, ORIGIN)

@@ -25,6 +25,7 @@ post-commit listeners run.
 from __future__ import annotations
 
 import fcntl
+import gc
 import hashlib
 import json
 import logging
@@ -114,21 +115,24 @@ class ZoneMeta:
     def to_json(self) -> bytes:
         """Stored form: zone id and generation in a fixed header (read on the query path
         without decoding the rest), then the JSON document."""
-        return _META_HEAD.pack(self.zone_id, self.generation) + json.dumps(
-            {
-                "name": self.name.to_text(),
-                "id": self.zone_id,
-                "kind": self.kind,
-                "vv": self.vv,
-                "serial_base": self.serial_base,
-                "generation": self.generation,
-                "sequence": self.sequence,
-                "hlc": self.hlc,
-                "file": self.file,
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        ).encode()
+        return (
+            _META_HEAD.pack(self.zone_id, self.generation)
+            + json.dumps(
+                {
+                    "name": self.name.to_text(),
+                    "id": self.zone_id,
+                    "kind": self.kind,
+                    "vv": self.vv,
+                    "serial_base": self.serial_base,
+                    "generation": self.generation,
+                    "sequence": self.sequence,
+                    "hlc": self.hlc,
+                    "file": self.file,
+                },
+                separators=(",", ":"),
+                sort_keys=True,
+            ).encode()
+        )
 
     @classmethod
     def from_json(cls, data: bytes) -> ZoneMeta:
@@ -552,7 +556,16 @@ class Store:
         now_ms = int((time.time() if now is None else now) * 1000)
         result: CommitResult
         publish: list[tuple[int, int]]
-        result, publish = self._write(lambda txn: self._commit_txn(txn, cs, now_ms))
+        # a bulk change allocates millions of objects that all live on: the cyclic GC would
+        # rescan them again and again for nothing
+        bulk = len(cs.added) + len(cs.removed) > 10_000 and gc.isenabled()
+        if bulk:
+            gc.disable()
+        try:
+            result, publish = self._write(lambda txn: self._commit_txn(txn, cs, now_ms))
+        finally:
+            if bulk:
+                gc.enable()
         if result.applied:
             for slot, generation in publish:
                 self.generations.publish(slot, generation)

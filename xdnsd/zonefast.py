@@ -1,16 +1,19 @@
 """A fast reader for the common subset of master files (pure: stdlib + dnspython).
 
 dnspython's zone-file reader tokenizes every character in Python and builds each record through
-its tokenizer; that costs about 4 microseconds per token.  This reader splits lines instead,
-builds the rdata of the common types (A, AAAA, NS, CNAME, PTR, DNAME, MX, SRV, SOA) with the
-rdata classes' constructors, caches names by their text, and hands the rdata of any other type
-(TXT, DS, CAA, ...) to ``dns.rdata.from_text`` one record at a time.
+its tokenizer; that costs about 4 microseconds per token.  This reader splits lines instead
+(a character scanner that follows dnspython's tokenizer takes the lines with quotes, escapes or
+parentheses), builds the rdata of the common types (A, AAAA, NS, CNAME, PTR, DNAME, MX, SRV,
+SOA, and TXT without escapes) itself, caches names by their text, and hands the rdata of any
+other type, or with escapes, to ``dns.rdata.from_text`` one record at a time.
 
 It produces exactly the records ``xdnsd.zonefile.parse_zone_text`` produces (same owners with
 the same case, TTLs by the same RFC 2308 rules, one RRset per owner and type with the smallest
-TTL, duplicates dropped, the same order).  Anything outside its subset -- ``$INCLUDE``,
-``$GENERATE``, escapes in owner names, classes other than IN, non-ASCII text -- and every error
-(bad address, unknown type, bad TTL, a CNAME beside other data) raises :class:`Unsupported`,
+TTL, duplicates dropped, a singleton type's last rdata kept, records outside the zone skipped,
+the same order, the same ``rdcomment``).  Anything outside its subset -- ``$INCLUDE``,
+``$GENERATE``, ``$UNICODE``, escapes in owner names, classes other than IN, non-ASCII text,
+a line starting with a parenthesis -- and every error (bad address, unknown type, bad TTL, a
+missing TTL, a CNAME beside other data, an SOA away from the apex) raises :class:`Unsupported`,
 and the caller reads the file with dnspython, which loads it or reports the error with its file
 and line.
 """
@@ -36,6 +39,7 @@ import dns.rdtypes.ANY.MX
 import dns.rdtypes.ANY.NS
 import dns.rdtypes.ANY.PTR
 import dns.rdtypes.ANY.SOA
+import dns.rdtypes.ANY.TXT
 import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
@@ -52,10 +56,13 @@ class Unsupported(Exception):
 
 _IN = dns.rdataclass.IN
 _T = dns.rdatatype
-# the classes dns.rdata.get_rdata_class(IN, type) returns (tests check they are the same)
-_MX: Callable[..., dns.rdata.Rdata] = dns.rdtypes.ANY.MX.MX
+# the classes dns.rdata.get_rdata_class(IN, type) returns (the tests check they are the same)
+_MX_CLS: type[dns.rdata.Rdata] = dns.rdtypes.ANY.MX.MX
+_TXT_CLS: type[dns.rdata.Rdata] = dns.rdtypes.ANY.TXT.TXT
 _SRV: Callable[..., dns.rdata.Rdata] = dns.rdtypes.IN.SRV.SRV
 _SOA: Callable[..., dns.rdata.Rdata] = dns.rdtypes.ANY.SOA.SOA
+_A_CLS: type[dns.rdata.Rdata] = dns.rdtypes.IN.A.A
+_AAAA_CLS: type[dns.rdata.Rdata] = dns.rdtypes.IN.AAAA.AAAA
 # types whose rdata is one domain name
 _NAME_TYPES: dict[int, tuple[type[dns.rdata.Rdata], dns.rdatatype.RdataType]] = {
     int(_T.NS): (dns.rdtypes.ANY.NS.NS, _T.NS),
@@ -68,10 +75,12 @@ _I_AAAA = int(_T.AAAA)
 _I_MX = int(_T.MX)
 _I_SRV = int(_T.SRV)
 _I_SOA = int(_T.SOA)
-_FAST_TYPES = frozenset({_I_A, _I_AAAA, _I_MX, _I_SRV, _I_SOA, *_NAME_TYPES})
+_I_TXT = int(_T.TXT)
+# types built here; every other type goes through dns.rdata.from_text
+_FAST_TYPES = frozenset({_I_A, _I_AAAA, _I_MX, _I_SRV, _I_SOA, _I_TXT, *_NAME_TYPES})
 
 # ASCII characters Python's str.split() treats as whitespace but dnspython's tokenizer does not
-_ODD_SPACE = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+_ODD_SPACE = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
 
 _MAX_U32 = 2**32 - 1
 _CACHE_LIMIT = 200_000  # entries per name cache before it is emptied (bounds memory)
@@ -174,8 +183,14 @@ def _scan(text: str, pos: int) -> tuple[list[str], bool, str | None, int]:
 # cost ~8 us per A record.  The values built here are validated by this module exactly as the
 # constructors would (addresses by dnspython's own functions, names by the label rules), and the
 # objects are filled through their slots.  _self_check() below compares the result with the
-# constructors' at import; should a dnspython release change the classes, the constructors are
-# used instead.
+# -- names and rdata without the constructors' overhead ------------------------------------------
+#
+# dnspython's constructors validate through an immutability context and enum round trips that
+# cost ~8 us for an A record.  The values given to the builders below are validated here exactly
+# as the constructors would validate them (addresses with dnspython's own rules, names with the
+# label rules, TXT strings by length), and the objects are filled in through their slots.
+# _self_check() compares the results with the constructors' at import; should a dnspython
+# release change these classes, the constructors are used instead.
 
 _new = object.__new__
 _set = object.__setattr__
@@ -184,6 +199,7 @@ _IPV4 = re.compile(
     r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
     r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 )
+_IPV6_CHARS = re.compile(r"[0-9a-f:]{2,39}")
 
 
 def _name_fast(labels: list[bytes]) -> dns.name.Name:
@@ -192,7 +208,7 @@ def _name_fast(labels: list[bytes]) -> dns.name.Name:
     return name
 
 
-def _rdata1_fast(
+def _rdata_fast(
     cls: type[dns.rdata.Rdata], rdtype: dns.rdatatype.RdataType, slot: str, value: object
 ) -> dns.rdata.Rdata:
     rd = _new(cls)
@@ -217,7 +233,7 @@ def _name_ctor(labels: list[bytes]) -> dns.name.Name:
     return dns.name.Name(labels)
 
 
-def _rdata1_ctor(
+def _rdata_ctor(
     cls: type[dns.rdata.Rdata], rdtype: dns.rdatatype.RdataType, slot: str, value: object
 ) -> dns.rdata.Rdata:
     ctor: Callable[..., dns.rdata.Rdata] = cls
@@ -225,10 +241,8 @@ def _rdata1_ctor(
 
 
 def _mx_ctor(preference: int, exchange: dns.name.Name) -> dns.rdata.Rdata:
-    return _MX(_IN, _T.MX, preference, exchange)
-
-
-_MX_CLS: type[dns.rdata.Rdata] = dns.rdtypes.ANY.MX.MX
+    ctor: Callable[..., dns.rdata.Rdata] = _MX_CLS
+    return ctor(_IN, _T.MX, preference, exchange)
 
 
 def _slots(obj: object) -> set[str]:
@@ -236,11 +250,11 @@ def _slots(obj: object) -> set[str]:
 
 
 def _same(a: object, b: object) -> bool:
-    if type(a) is not type(b) or _slots(a) != _slots(b):
+    slots = _slots(a)
+    if type(a) is not type(b) or slots != _slots(b):
         return False
     return all(
-        type(getattr(a, s)) is type(getattr(b, s)) and getattr(a, s) == getattr(b, s)
-        for s in _slots(a)
+        type(getattr(a, s)) is type(getattr(b, s)) and getattr(a, s) == getattr(b, s) for s in slots
     )
 
 
@@ -251,19 +265,19 @@ def _self_check() -> bool:
         name = dns.name.Name(labels)
         if _slots(name) != {"labels"} or not _same(name, _name_fast(list(labels))):
             return False
-        for (cls, rdtype), value in [
-            (_ADDRESS_TYPES[int(_T.A)], "192.0.2.1"),
-            (_ADDRESS_TYPES[int(_T.AAAA)], "2001:db8::1"),
-            *((entry, name) for entry in _NAME_TYPES.values()),
-        ]:
-            ctor: Callable[..., dns.rdata.Rdata] = cls
-            made = ctor(_IN, rdtype, value)
-            slot = "address" if isinstance(value, str) else "target"
+        samples: list[tuple[type[dns.rdata.Rdata], dns.rdatatype.RdataType, str, object]] = [
+            (_A_CLS, _T.A, "address", "192.0.2.1"),
+            (_AAAA_CLS, _T.AAAA, "address", "2001:db8::1"),
+            (_TXT_CLS, _T.TXT, "strings", (b"v=spf1 -all", b"")),
+            *((cls, rdtype, "target", name) for cls, rdtype in _NAME_TYPES.values()),
+        ]
+        for cls, rdtype, slot, value in samples:
+            made = _rdata_ctor(cls, rdtype, slot, value)
             if _slots(made) != {"rdclass", "rdtype", "rdcomment", slot}:
                 return False
-            if not _same(made, _rdata1_fast(cls, rdtype, slot, value)):
+            if not _same(made, _rdata_fast(cls, rdtype, slot, value)):
                 return False
-        made = _MX(_IN, _T.MX, 10, name)
+        made = _mx_ctor(10, name)
         if _slots(made) != {"rdclass", "rdtype", "rdcomment", "preference", "exchange"}:
             return False
         return _same(made, _mx_fast(10, name))
@@ -271,24 +285,21 @@ def _self_check() -> bool:
         return False
 
 
-_ADDRESS_TYPES: dict[int, tuple[type[dns.rdata.Rdata], dns.rdatatype.RdataType]] = {
-    int(_T.A): (dns.rdtypes.IN.A.A, _T.A),
-    int(_T.AAAA): (dns.rdtypes.IN.AAAA.AAAA, _T.AAAA),
-}
 FAST_OBJECTS = _self_check()
 _make_labels_name = _name_fast if FAST_OBJECTS else _name_ctor
-_make_rdata1 = _rdata1_fast if FAST_OBJECTS else _rdata1_ctor
+_make_rdata = _rdata_fast if FAST_OBJECTS else _rdata_ctor
 _make_mx = _mx_fast if FAST_OBJECTS else _mx_ctor
 
 
-def _make_name(s: str, origin: dns.name.Name) -> dns.name.Name:
-    """``dns.name.from_text(s, origin)`` for text without escapes, minus its per-byte loop."""
+def _name_labels(s: str, origin: dns.name.Name) -> list[bytes]:
+    """The labels of ``dns.name.from_text(s, origin)`` for text without escapes; its errors
+    (empty labels, labels over 63 octets, names over 255) raise Unsupported."""
     if "\\" in s or '"' in s:
         raise Unsupported(f"escapes or quotes in the name {s!r}")
     if s == "@":
-        return origin
+        return list(origin.labels)
     if s == ".":
-        return dns.name.root
+        return [b""]
     labels = s.encode("ascii").split(b".")
     if labels[-1] == b"":  # absolute
         labels.pop()
@@ -307,14 +318,64 @@ def _make_name(s: str, origin: dns.name.Name) -> dns.name.Name:
         total += size + 1
     if total > 255:
         raise Unsupported(f"a name longer than 255 octets: {s!r}")
-    return _make_labels_name(labels)
+    return labels
+
+
+def _make_name(s: str, origin: dns.name.Name) -> dns.name.Name:
+    """``dns.name.from_text(s, origin)`` for text without escapes, minus its per-byte loop."""
+    return _make_labels_name(_name_labels(s, origin))
 
 
 def _ipv4(s: str) -> str:
-    # dnspython's inet_aton accepts only the canonical dotted quad, so canonicalize(s) == s
+    """``dns.ipv4.canonicalize(s)``: its inet_aton accepts only the canonical dotted quad."""
     if _IPV4.fullmatch(s):
         return s
     return dns.ipv4.canonicalize(s)  # raises for anything invalid
+
+
+def _ipv6_is_canonical(s: str) -> bool:
+    """Is ``s`` exactly what dnspython's ``inet_ntoa`` prints for some address?
+
+    Then ``dns.ipv6.canonicalize(s) == s`` (its inet_aton reads back what inet_ntoa prints).
+    Checked for the forms without an embedded IPv4 address and not starting with ``::``:
+    lowercase groups without leading zeros, and ``::`` standing for the first longest run of
+    two or more zero groups (every other run of zeros is shorter, or as long but later).
+    """
+    if not _IPV6_CHARS.fullmatch(s) or s[0] == ":" or (s[-1] == ":" and s[-2] != ":"):
+        return False
+    head, sep, tail = s.partition("::")
+    if sep:
+        if ":::" in s or "::" in tail:
+            return False
+        left = head.split(":")
+        right = tail.split(":") if tail else []
+        gap = 8 - len(left) - len(right)
+        if gap < 2 or left[-1] == "0" or (right and right[0] == "0"):
+            return False
+        groups = [*left, *right]
+    else:
+        groups = head.split(":")
+        if len(groups) != 8:
+            return False
+        left, gap = groups, 2  # without "::", no run of two or more zero groups
+    run = 0
+    for index, group in enumerate(groups):
+        if not group or len(group) > 4 or (group[0] == "0" and len(group) > 1):
+            return False
+        if group == "0":
+            run += 1
+            # a run before the gap must be shorter than it; one after it no longer
+            if run > gap or (run == gap and index < len(left)):
+                return False
+        else:
+            run = 0
+    return True
+
+
+def _ipv6(s: str) -> str:
+    if _ipv6_is_canonical(s):
+        return s
+    return dns.ipv6.canonicalize(s)  # raises for anything invalid
 
 
 def _u16(s: str) -> int:
@@ -331,6 +392,19 @@ def _ttl_field(s: str) -> int:
         return dns.ttl.from_text(s)
     except dns.exception.DNSException:
         raise Unsupported(f"bad TTL {s!r}") from None
+
+
+def _txt_strings(rest: list[str]) -> tuple[bytes, ...]:
+    """The strings of a TXT record whose tokens have no escapes, as txtbase.from_text reads them."""
+    if not rest:
+        raise Unsupported("TXT without strings")
+    strings = []
+    for p in rest:
+        b = (p[1:-1] if p[0] == '"' else p).encode("ascii")
+        if len(b) > 255:
+            raise Unsupported("a TXT string longer than 255 octets")
+        strings.append(b)
+    return tuple(strings)
 
 
 def _ttl_token(tok: str, cache: dict[str, int]) -> int:
@@ -379,10 +453,17 @@ def parse_fast(text: str, origin: dns.name.Name, filename: str = "<input>") -> l
     """
     if not isinstance(text, str):
         raise Unsupported("not a string")
-    if not origin.is_absolute():
-        raise Unsupported("relative origin")
+    if not origin.is_absolute() or any(b"." in label for label in origin.labels):
+        raise Unsupported(f"origin {origin}")
     if not text.isascii():
         raise Unsupported(f"{filename}: non-ASCII text")
+    if "\r" in text:
+        # dnspython's tokenizer ends a line at a CR outside quoted strings, and at CRLF once.
+        # Inside a quoted string a CR is text, after an escape too; as a newline would end it
+        # here, the only one read differently would be an escaped CR before an LF.
+        if "\\\r" in text:
+            raise Unsupported(f"{filename}: an escaped CR")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     for c in _ODD_SPACE:
         if c in text:
             raise Unsupported(f"{filename}: control character {c!r}")
@@ -402,8 +483,10 @@ def parse_fast(text: str, origin: dns.name.Name, filename: str = "<input>") -> l
             gc.enable()
 
 
-_Key = tuple[bytes, ...]
-_OwnerEntry = tuple[dns.name.Name, _Key, bool]
+# an owner: its name, its key (the lowercased name text: names are equal when their keys are,
+# as no label here holds a dot) and whether it is in the zone
+_OwnerEntry = tuple[dns.name.Name, bytes, bool]
+_GroupKey = tuple[bytes, int, int]
 
 
 def _parse(text: str, zone_origin: dns.name.Name, where: list[int]) -> list[RR]:
@@ -416,11 +499,11 @@ def _parse(text: str, zone_origin: dns.name.Name, where: list[int]) -> list[RR]:
     default_ttl_from_soa = False
     cur_origin = zone_origin
 
-    zone_key = tuple(label.lower() for label in zone_origin.labels)
-    zone_len = len(zone_key)
-    # caches per $ORIGIN: owner text -> (name, key, in zone); target text -> name
-    owner_caches: dict[_Key, dict[str, _OwnerEntry]] = {}
-    target_caches: dict[_Key, dict[str, dns.name.Name]] = {}
+    zone_key = b".".join(zone_origin.labels).lower()
+    below_zone = b"." + zone_key
+    # caches per $ORIGIN: owner text -> owner entry, target text -> name
+    owner_caches: dict[tuple[bytes, ...], dict[str, _OwnerEntry]] = {}
+    target_caches: dict[tuple[bytes, ...], dict[str, dns.name.Name]] = {}
     owners = owner_caches.setdefault(cur_origin.labels, {})
     targets = target_caches.setdefault(cur_origin.labels, {})
     ttl_cache: dict[str, int] = {}
@@ -428,14 +511,19 @@ def _parse(text: str, zone_origin: dns.name.Name, where: list[int]) -> list[RR]:
     type_cache: dict[str, int] = {}
     singleton_cache: dict[int, bool] = {}
     name_types = _NAME_TYPES
-    address_types = _ADDRESS_TYPES
     fast_types = _FAST_TYPES
-    make_rdata1 = _make_rdata1
+    make_rdata = _make_rdata
     make_name = _make_name
+    make_labels_name = _make_labels_name
+    name_labels = _name_labels
+    rr_type = RR
 
     last_owner: _OwnerEntry = (zone_origin, zone_key, True)
-    # (owner key, rdtype, covers) -> [owner, ttl, rdata, all rdatas when more than one]
-    groups: dict[tuple[_Key, int, int], list[Any]] = {}
+    # records in dnspython's order: an RR, or [owner, ttl, {rdata: None}] for an RRset that got
+    # a second record; groups maps (owner key, type, covers) to the index in records
+    records: list[Any] = []
+    groups: dict[_GroupKey, int] = {}
+    merged = False
 
     n = len(text)
     pos = 0
@@ -489,9 +577,10 @@ def _parse(text: str, zone_origin: dns.name.Name, where: list[int]) -> list[RR]:
             tok = parts[0]
             entry = owners.get(tok)
             if entry is None:
-                name = make_name(tok, cur_origin)
-                key = tuple([label.lower() for label in name.labels])
-                entry = (name, key, key[-zone_len:] == zone_key)  # is_subdomain(zone origin)
+                labels = name_labels(tok, cur_origin)
+                key = b".".join(labels).lower()
+                in_zone = key == zone_key or key.endswith(below_zone)  # is_subdomain()
+                entry = (make_labels_name(labels), key, in_zone)
                 if len(owners) >= _CACHE_LIMIT:
                     owners.clear()
                 owners[tok] = entry
@@ -543,7 +632,9 @@ def _parse(text: str, zone_origin: dns.name.Name, where: list[int]) -> list[RR]:
             for p in parts[: i + 1]:
                 if '"' in p or "\\" in p:
                     raise Unsupported(f"quotes or escapes in {p!r}")
-            special = any('"' in p or "\\" in p for p in rest)
+            special = any("\\" in p for p in rest) or (
+                rdtype != _I_TXT and any('"' in p for p in rest)
+            )
         else:
             special = False
 
@@ -557,12 +648,14 @@ def _parse(text: str, zone_origin: dns.name.Name, where: list[int]) -> list[RR]:
                 origin=cur_origin,
                 relativize=False,
             )
-        elif rdtype in address_types:
+        elif rdtype == _I_A:
             if len(rest) != 1:
-                raise Unsupported("an address record takes one address")
-            cls, enum_type = address_types[rdtype]
-            s = _ipv4(rest[0]) if rdtype == _I_A else dns.ipv6.canonicalize(rest[0])
-            rd = make_rdata1(cls, enum_type, "address", s)
+                raise Unsupported("A takes one address")
+            rd = make_rdata(_A_CLS, _T.A, "address", _ipv4(rest[0]))
+        elif rdtype == _I_AAAA:
+            if len(rest) != 1:
+                raise Unsupported("AAAA takes one address")
+            rd = make_rdata(_AAAA_CLS, _T.AAAA, "address", _ipv6(rest[0]))
         elif rdtype in name_types:
             if len(rest) != 1:
                 raise Unsupported("the type takes one name")
@@ -574,7 +667,9 @@ def _parse(text: str, zone_origin: dns.name.Name, where: list[int]) -> list[RR]:
                     targets.clear()
                 targets[s] = target
             cls, enum_type = name_types[rdtype]
-            rd = make_rdata1(cls, enum_type, "target", target)
+            rd = make_rdata(cls, enum_type, "target", target)
+        elif rdtype == _I_TXT:
+            rd = make_rdata(_TXT_CLS, _T.TXT, "strings", _txt_strings(rest))
         elif rdtype == _I_MX:
             if len(rest) != 2:
                 raise Unsupported("MX takes a preference and a name")
@@ -607,7 +702,7 @@ def _parse(text: str, zone_origin: dns.name.Name, where: list[int]) -> list[RR]:
                 _ttl_field(rest[5]),
                 _ttl_field(rest[6]),
             )
-        if comment is not None:  # dnspython keeps the line's comment
+        if comment is not None:  # dnspython keeps the line's comment with the rdata
             _set(rd, "rdcomment", comment)
 
         if rdtype == _I_SOA:
@@ -622,14 +717,18 @@ def _parse(text: str, zone_origin: dns.name.Name, where: list[int]) -> list[RR]:
         if ttl is None:
             raise Unsupported("no TTL for the record")
 
-        # the transaction: one rdataset per (owner, type, covers) with the smallest TTL and no
-        # duplicates; a singleton type keeps its last rdata
-        covers = 0 if rdtype in fast_types else int(rd.covers())
-        gkey = (okey, rdtype, covers)
-        group = groups.get(gkey)
-        if group is None:
-            groups[gkey] = [owner, ttl, rd, None]
+        # dnspython's transaction: one rdataset per (owner, type, covers) with the smallest TTL
+        # and no duplicate rdata; a singleton type (CNAME, SOA, ...) keeps its last rdata
+        gkey = (okey, rdtype, 0 if rdtype in fast_types else int(rd.covers()))
+        index = groups.get(gkey)
+        if index is None:
+            groups[gkey] = len(records)
+            records.append(rr_type(owner, ttl, rd))
         else:
+            group = records[index]
+            if not isinstance(group, list):
+                group = records[index] = [group.owner, group.ttl, {group.rdata: None}]
+                merged = True
             if ttl < group[1]:
                 group[1] = ttl
             single = singleton_cache.get(rdtype)
@@ -638,32 +737,28 @@ def _parse(text: str, zone_origin: dns.name.Name, where: list[int]) -> list[RR]:
                     dns.rdatatype.RdataType.make(rdtype)
                 )
             if single:
-                group[2] = rd
-                group[3] = None
-            else:
-                more = group[3]
-                if more is None:
-                    more = group[3] = {group[2]: None}
-                if rd not in more:
-                    more[rd] = None
+                group[2] = {rd: None}
+            elif rd not in group[2]:
+                group[2][rd] = None
         pos = nxt
 
     _check_cname(groups)
-    records: list[RR] = []
-    append = records.append
-    for owner, ttl, rd, more in groups.values():
-        if more is None:
-            append(RR(owner, ttl, rd))
+    if not merged:
+        return records
+    out: list[RR] = []
+    for record in records:
+        if isinstance(record, list):
+            owner, ttl, rdatas = record
+            out.extend(RR(owner, ttl, r) for r in rdatas)
         else:
-            for r in more:
-                append(RR(owner, ttl, r))
-    return records
+            out.append(record)
+    return out
 
 
-def _check_cname(groups: dict[tuple[_Key, int, int], list[Any]]) -> None:
+def _check_cname(groups: dict[_GroupKey, int]) -> None:
     """dnspython refuses a CNAME (or an RRSIG covering one) beside other data at an owner."""
     kinds: dict[tuple[int, int], dns.node.NodeKind] = {}
-    cname_owners: set[_Key] = set()
+    cname_owners: set[bytes] = set()
     for okey, rdtype, covers in groups:
         kind = kinds.get((rdtype, covers))
         if kind is None:

@@ -1,12 +1,15 @@
-"""Shared helpers for the xdnsd benchmarks: server configs, process control, /proc readings, dnsperf.
+"""Shared helpers for the xdnsd benchmarks: server configs, processes, /proc readings, dnsperf.
 
 Stdlib + dnspython only. Everything listens on 127.0.0.1, every child runs in its own
 session (so the whole tree can be measured and killed), every wait has a deadline.
 """
+
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -58,7 +61,7 @@ def _read_stat(pid: int) -> list[str] | None:
     except OSError:
         return None
     # comm may contain spaces / parens: split after the last ')'
-    rest = s[s.rfind(")") + 2:].split()
+    rest = s[s.rfind(")") + 2 :].split()
     return rest  # rest[0] = state (field 3), rest[i] = field i+3
 
 
@@ -100,6 +103,23 @@ def cpu_busy(cpu: int | None = None) -> tuple[float, float]:
                 idle = v[3] + v[4]
                 return (sum(v) - idle) / CLK_TCK, sum(v) / CLK_TCK
     raise KeyError(key)
+
+
+def machine_busy(interval: float = 1.0) -> float:
+    """Fraction (0..1) of all CPUs busy over `interval` seconds."""
+    b0, t0 = cpu_busy(None)
+    time.sleep(interval)
+    b1, t1 = cpu_busy(None)
+    return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.10) -> float:
+    """Wait (up to max_wait s) until the machine is idle; returns the last busy fraction seen."""
+    end = time.monotonic() + max_wait
+    busy = machine_busy()
+    while busy > threshold and time.monotonic() < end:
+        busy = machine_busy()
+    return busy
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -158,7 +178,7 @@ def session_memory(sid: int) -> dict[str, Any]:
 
 @dataclass
 class ServerSpec:
-    kind: str            # nsd | knot | bind | xdnsd
+    kind: str  # nsd | knot | bind | xdnsd
     cmd: list[str]
     cwd: str
     port: int
@@ -200,7 +220,9 @@ zone:
     name: {ZONE}
     zonefile: "{os.path.basename(zone_file)}"
 """)
-    return ServerSpec("nsd", ["nsd", "-d", "-c", conf], d, port, workers, os.path.join(d, "stderr.log"))
+    return ServerSpec(
+        "nsd", ["nsd", "-d", "-c", conf], d, port, workers, os.path.join(d, "stderr.log")
+    )
 
 
 def knot_spec(work: str, zone_file: str, port: int, workers: int) -> ServerSpec:
@@ -231,7 +253,9 @@ zone:
   - domain: {ZONE}
     file: "{os.path.basename(zone_file)}"
 """)
-    return ServerSpec("knot", ["knotd", "-c", conf], d, port, workers, os.path.join(d, "stderr.log"))
+    return ServerSpec(
+        "knot", ["knotd", "-c", conf], d, port, workers, os.path.join(d, "stderr.log")
+    )
 
 
 def bind_spec(work: str, zone_file: str, port: int, workers: int) -> ServerSpec:
@@ -256,12 +280,24 @@ def bind_spec(work: str, zone_file: str, port: int, workers: int) -> ServerSpec:
 controls {{ }};
 zone "{ZONE}" {{ type primary; file "{zone_file}"; }};
 """)
-    return ServerSpec("bind", ["named", "-g", "-4", "-c", conf, "-n", str(workers)], d, port, workers,
-                      os.path.join(d, "stderr.log"))
+    return ServerSpec(
+        "bind",
+        ["named", "-g", "-4", "-c", conf, "-n", str(workers)],
+        d,
+        port,
+        workers,
+        os.path.join(d, "stderr.log"),
+    )
 
 
-def xdnsd_spec(work: str, zone_file: str, port: int, workers: int, data_dir: str | None = None,
-               start_timeout: float = 300.0) -> ServerSpec:
+def xdnsd_spec(
+    work: str,
+    zone_file: str,
+    port: int,
+    workers: int,
+    data_dir: str | None = None,
+    start_timeout: float = 300.0,
+) -> ServerSpec:
     d = os.path.join(work, f"xdnsd-w{workers}")
     os.makedirs(d, exist_ok=True)
     data_dir = data_dir or os.path.join(work, "xdnsd-var")
@@ -279,8 +315,16 @@ id = "bench"
 name = "{ZONE}"
 file = "{zone_file}"
 """)
-    return ServerSpec("xdnsd", [VENV_PY, "-m", "xdnsd", "serve", "--config", conf], d, port, workers,
-                      os.path.join(d, "stderr.log"), start_timeout=start_timeout, data_dir=data_dir)
+    return ServerSpec(
+        "xdnsd",
+        [VENV_PY, "-m", "xdnsd", "serve", "--config", conf],
+        d,
+        port,
+        workers,
+        os.path.join(d, "stderr.log"),
+        start_timeout=start_timeout,
+        data_dir=data_dir,
+    )
 
 
 SPEC_BUILDERS = {"nsd": nsd_spec, "knot": knot_spec, "bind": bind_spec, "xdnsd": xdnsd_spec}
@@ -313,14 +357,20 @@ class ServerProcess:
     def start(self) -> None:
         cmd = list(self.spec.cmd)
         if self.cpus is not None:
-            cmd = ["taskset", "-c", self.cpus] + cmd  # taskset execs: same pid, all children inherit
-        self._logf = open(self.spec.log, "ab")
+            cmd = ["taskset", "-c", self.cpus, *cmd]  # taskset execs: same pid, children inherit
+        self._logf = open(self.spec.log, "ab")  # noqa: SIM115 - closed in stop()
         self.t_start = time.monotonic()
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        self.proc = subprocess.Popen(cmd, cwd=self.spec.cwd, stdin=subprocess.DEVNULL,
-                                     stdout=self._logf, stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=env)
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.spec.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -347,17 +397,23 @@ class ServerProcess:
         last = "no answer"
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(f"{self.spec.kind} exited with {self.proc.returncode}: {self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.spec.kind} exited with {self.proc.returncode}: {self.log_tail()}"
+                )
             try:
-                r = dns.query.udp(q, "127.0.0.1", port=self.spec.port, timeout=0.5)
+                r = dns.query.udp(q, "127.0.0.1", port=self.spec.port, timeout=0.1)
                 if r.rcode() == dns.rcode.NOERROR and r.answer and (r.flags & dns.flags.AA):
                     return time.monotonic() - self.t_start
                 last = f"rcode {dns.rcode.to_text(r.rcode())}, {len(r.answer)} answer rrsets"
-            except Exception as e:  # noqa: BLE001 - timeouts, refused, bad wire: keep polling
+            except Exception as e:
                 last = f"{type(e).__name__}: {e}"
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.spec.kind} not answering after {deadline - self.t_start:.0f}s ({last}); "
-                           f"log: {self.log_tail()}")
+                time.sleep(0.01)  # a timeout already waited 0.1 s
+                continue
+            time.sleep(0.02)
+        raise RuntimeError(
+            f"{self.spec.kind} not answering after {deadline - self.t_start:.0f}s ({last}); "
+            f"log: {self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None:
@@ -370,16 +426,12 @@ class ServerProcess:
             if not pids:
                 break
             for p in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(p, sig)
-                except ProcessLookupError:
-                    pass
             end = time.monotonic() + wait
             while time.monotonic() < end:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(timeout=0.1)
-                except subprocess.TimeoutExpired:
-                    pass
                 if self.proc.poll() is not None and not session_pids(sid):
                     break
             if self.proc.poll() is not None and not session_pids(sid):
@@ -388,7 +440,7 @@ class ServerProcess:
             self._logf.close()
             self._logf = None
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         self.start()
         return self
 
@@ -415,6 +467,7 @@ class PerfResult:
     resp_size: int = 0
     raw: str = ""
     error: str = ""
+    cpu_s: float = 0.0  # dnsperf's own utime + stime
 
 
 def parse_dnsperf(out: str) -> PerfResult:
@@ -442,11 +495,34 @@ def parse_dnsperf(out: str) -> PerfResult:
     return r
 
 
-def run_dnsperf(port: int, query_file: str, seconds: int, clients: int, outstanding: int,
-                cpus: str | None = None, max_qps: int | None = None, extra: list[str] | None = None,
-                max_runs: int | None = None) -> PerfResult:
-    cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", query_file, "-l", str(seconds),
-           "-c", str(clients), "-q", str(outstanding), "-t", "2"]
+def run_dnsperf(
+    port: int,
+    query_file: str,
+    seconds: int,
+    clients: int,
+    outstanding: int,
+    cpus: str | None = None,
+    max_qps: int | None = None,
+    extra: list[str] | None = None,
+    max_runs: int | None = None,
+) -> PerfResult:
+    cmd = [
+        "dnsperf",
+        "-s",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-d",
+        query_file,
+        "-l",
+        str(seconds),
+        "-c",
+        str(clients),
+        "-q",
+        str(outstanding),
+        "-t",
+        "2",
+    ]
     if max_qps:
         cmd += ["-Q", str(max_qps)]
     if max_runs:
@@ -454,13 +530,17 @@ def run_dnsperf(port: int, query_file: str, seconds: int, clients: int, outstand
     if extra:
         cmd += extra
     if cpus is not None:
-        cmd = ["taskset", "-c", cpus] + cmd
+        cmd = ["taskset", "-c", cpus, *cmd]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30,
-                           start_new_session=True)
+        p = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=seconds + 30, start_new_session=True
+        )
     except subprocess.TimeoutExpired as e:
         return PerfResult(ok=False, error=f"dnsperf timed out: {e}")
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     res = parse_dnsperf(p.stdout)
+    res.cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if p.returncode != 0 or not res.ok:
         res.ok = False
         res.error = f"dnsperf rc={p.returncode}: {p.stderr.strip()[-500:]}"

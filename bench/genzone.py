@@ -29,6 +29,7 @@ Writes DIR/bench.test.zone and DIR/queries.txt (and DIR/allnames.txt with one
 ``name A``-style line per owner name that exists, used by the import benchmark to
 touch every name once). Stdlib only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,7 +82,7 @@ def generate_zone(path: str, n_names: int, seed: int) -> ZoneInfo:
         w("ns2 IN A 192.0.2.2\nns2 IN AAAA 2001:db8::2\n")
         w("mail IN A 192.0.2.25\n")
         # wildcard subtree
-        w("wild IN TXT \"wildcard parent\"\n")
+        w('wild IN TXT "wildcard parent"\n')
         w("*.wild IN A 192.0.2.80\n*.wild IN AAAA 2001:db8::80\n")
         w('*.wild IN TXT "wildcard"\n')
         w("x.wild IN A 192.0.2.81\n")
@@ -162,7 +163,7 @@ def generate_queries(path: str, info: ZoneInfo, n_queries: int, seed: int) -> di
     lines: list[str] = []
     remaining = n_queries
     for idx, (kind, frac) in enumerate(plan):
-        k = remaining if idx == len(plan) - 1 else int(round(n_queries * frac))
+        k = remaining if idx == len(plan) - 1 else round(n_queries * frac)
         k = min(k, remaining)
         remaining -= k
         counts[kind] = k
@@ -239,8 +240,13 @@ def generate_allnames(path: str, info: ZoneInfo) -> int:
     return n
 
 
-def generate(out_dir: str, n_names: int = 100_000, n_queries: int = 200_000, seed: int = 1,
-             allnames: bool = False) -> dict:
+def generate(
+    out_dir: str,
+    n_names: int = 100_000,
+    n_queries: int = 200_000,
+    seed: int = 1,
+    allnames: bool = False,
+) -> dict:
     """Generate zone + queries into out_dir; returns a summary dict (also used by the runners)."""
     os.makedirs(out_dir, exist_ok=True)
     zone_path = os.path.join(out_dir, "bench.test.zone")
@@ -270,13 +276,21 @@ def generate(out_dir: str, n_names: int = 100_000, n_queries: int = 200_000, see
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--names", type=int, default=100_000, help="number of owner names (default 100000)")
+    ap.add_argument(
+        "--names", type=int, default=100_000, help="number of owner names (default 100000)"
+    )
     ap.add_argument("--million", action="store_true", help="shorthand for --names 1000000")
-    ap.add_argument("--queries", type=int, default=200_000, help="query file lines (default 200000, 0 = none)")
+    ap.add_argument(
+        "--queries", type=int, default=200_000, help="query file lines (default 200000, 0 = none)"
+    )
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--allnames", action="store_true", help="also write allnames.txt (one query per name)")
+    ap.add_argument(
+        "--allnames", action="store_true", help="also write allnames.txt (one query per name)"
+    )
     a = ap.parse_args(argv)
     n = 1_000_000 if a.million else a.names
     s = generate(a.out, n, a.queries, a.seed, a.allnames)

@@ -51,6 +51,15 @@ def dig(server: XdnsdProcess, *args: str, tool: str = "dig") -> str:
     return result.stdout
 
 
+def import_www_address(zone_file: Path, address: str, config: Path) -> None:
+    """Change www's address in the zone file and commit it with ``xdnsd zone import``."""
+    text = zone_file.read_text().replace(
+        "www         A     192.0.2.10", f"www         A     {address}"
+    )
+    zone_file.write_text(text)
+    run_cli("zone", "import", str(zone_file), "--zone", "example.test", config=config)
+
+
 def test_dig_answers_demo_zone(server: XdnsdProcess) -> None:
     out = dig(server, "www.example.test", "A", "+norec")
     assert "status: NOERROR" in out
@@ -105,12 +114,7 @@ def test_commit_invalidates_cached_answers(server: XdnsdProcess, zone_file: Path
     for _ in range(3):
         r = dns.query.udp(q, server.host, port=server.port, timeout=2)
         assert r.answer[0][0].address == "192.0.2.10"
-    zone_file.write_text(
-        zone_file.read_text().replace(
-            "www         A     192.0.2.10", "www         A     192.0.2.11"
-        )
-    )
-    run_cli("zone", "import", str(zone_file), "--zone", "example.test", config=server.config)
+    import_www_address(zone_file, "192.0.2.11", server.config)
     # the import has returned: no answer may show the old address any more
     for _ in range(50):
         r = dns.query.udp(q, server.host, port=server.port, timeout=2)
@@ -202,12 +206,7 @@ def test_two_workers_share_the_port_and_see_commits(tmp_path: Path, zone_file: P
         q = dns.message.make_query("www.example.test", "A")
         for _ in range(100):  # many source ports: both workers answer and cache
             assert dns.query.udp(q, srv.host, port=srv.port, timeout=2).answer
-        zone_file.write_text(
-            zone_file.read_text().replace(
-                "www         A     192.0.2.10", "www         A     192.0.2.12"
-            )
-        )
-        run_cli("zone", "import", str(zone_file), "--zone", "example.test", config=srv.config)
+        import_www_address(zone_file, "192.0.2.12", srv.config)
         for _ in range(100):
             r = dns.query.udp(q, srv.host, port=srv.port, timeout=2)
             assert [rr.address for rr in r.answer[0]] == ["192.0.2.12"]

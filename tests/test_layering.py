@@ -11,7 +11,9 @@ CORE = [
     "names.py",
     "config.py",
     "zonefile.py",
+    "zonefast.py",
     "server/answer.py",
+    "server/render.py",
 ]
 FORBIDDEN = ("twisted", "lmdb", "boto3", "botocore", "azure", "xdnsd.store")
 

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from xdnsd.config import Config
-from xdnsd.store import Store
+from xdnsd.store import SharedResponseCache, Store
 from xdnsd.zonefile import ZoneFileError, create_changeset, parse_zone_file
 
 log = logging.getLogger("xdnsd")
@@ -24,6 +24,11 @@ class StartupError(Exception):
 
 def open_store(config: Config) -> Store:
     return Store(config.server.data_dir, config.node.id, journal_depth=config.server.journal_depth)
+
+
+def open_shared_cache(config: Config) -> SharedResponseCache:
+    """The response cache the workers of this node share (only with more than one worker)."""
+    return SharedResponseCache(config.server.data_dir / "response-cache")
 
 
 def load_configured_zones(config: Config, store: Store) -> None:
@@ -71,6 +76,7 @@ def serve(config: Config) -> int:
     store = open_store(config)
     try:
         load_configured_zones(config, store)
+        store.reset_generations()
         zone_count = len(store.list_zones())
     finally:
         store.close()  # never carry an LMDB environment across fork()
@@ -83,6 +89,9 @@ def serve(config: Config) -> int:
             check_addresses_free(config.server.listen)
         except ListenError as exc:
             raise StartupError(str(exc)) from None
+        shared = open_shared_cache(config)
+        shared.clear()  # answers rendered by an earlier run may be stale
+        shared.close()
         for i in range(1, workers):
             pid = os.fork()
             if pid == 0:
@@ -106,7 +115,10 @@ def _run_worker(config: Config, index: int, zone_count: int, children: list[int]
 
     reactor: Any = _reactor
     store = open_store(config)
-    service = DNSService(config.server, store, reactor, reuseport=config.server.workers > 1)
+    shared = open_shared_cache(config) if config.server.workers > 1 else None
+    service = DNSService(
+        config.server, store, reactor, reuseport=config.server.workers > 1, shared_cache=shared
+    )
     try:
         sockets = service.bind()
     except ListenError as exc:
@@ -142,6 +154,8 @@ def _run_worker(config: Config, index: int, zone_count: int, children: list[int]
     signal.signal(signal.SIGINT, on_signal)
     reactor.run(installSignalHandlers=False)
     store.close()
+    if shared is not None:
+        shared.close()
     return 0
 
 

@@ -275,6 +275,13 @@ class GenerationTable:
     def get(self, slot: int) -> int:
         return int(self.unpack_from(self._map, slot * 8)[0])
 
+    def reset(self, values: dict[int, int]) -> None:
+        """Set slots to the store's generations (start-up: the store may have been restored)."""
+        with open(self._lock_path, "rb") as lockf:
+            fcntl.flock(lockf, fcntl.LOCK_EX)
+            for slot, generation in values.items():
+                struct.pack_into("<Q", self._map, slot * 8, generation)
+
     def publish(self, slot: int, generation: int) -> None:
         with open(self._lock_path, "rb") as lockf:
             fcntl.flock(lockf, fcntl.LOCK_EX)
@@ -287,6 +294,61 @@ class GenerationTable:
 
     def close(self) -> None:
         self._map.close()
+
+
+class SharedResponseCache:
+    """Rendered responses shared by the worker processes of one node; not durable.
+
+    A worker that misses its own in-process cache looks here before running the answer engine,
+    and stores what the engine rendered, so N workers render each question once rather than N
+    times.  Entries carry their zone's generation and are checked against the
+    :class:`GenerationTable` like in-process ones; the whole cache is emptied at start-up and
+    whenever the map fills.
+    """
+
+    MAX_KEY = 511  # LMDB's key size limit
+    _HEAD = struct.Struct("!IQ")  # generation offset, generation
+
+    def __init__(self, path: Path, map_size: int = 1 << 30) -> None:
+        self._env = lmdb.open(
+            str(path),
+            subdir=True,
+            map_size=map_size,
+            sync=False,
+            metasync=False,
+            readahead=False,
+            max_readers=1024,
+        )
+
+    def clear(self) -> None:
+        with self._env.begin(write=True) as txn:
+            txn.drop(self._env.open_db(), delete=False)
+
+    def get(self, key: bytes) -> tuple[bytes, int, int] | None:
+        if len(key) > self.MAX_KEY:
+            return None
+        try:
+            with self._env.begin() as txn:
+                raw = txn.get(key)
+        except lmdb.MapResizedError:
+            self._env.set_mapsize(0)
+            return None
+        if raw is None:
+            return None
+        offset, generation = self._HEAD.unpack_from(raw, 0)
+        return raw[self._HEAD.size :], int(offset), int(generation)
+
+    def put(self, key: bytes, tail: bytes, offset: int, generation: int) -> None:
+        if len(key) > self.MAX_KEY:
+            return
+        try:
+            with self._env.begin(write=True) as txn:
+                txn.put(key, self._HEAD.pack(offset, generation) + tail)
+        except lmdb.MapFullError:
+            self.clear()
+
+    def close(self) -> None:
+        self._env.close()
 
 
 class ZoneSnapshot:
@@ -527,6 +589,13 @@ class Store:
                 self._zone_cache = {m.name: m for m in snap.zones()}
                 self._zone_cache_gen = gen
         return self._zone_cache
+
+    def reset_generations(self) -> None:
+        """Make the shared generation table agree with the store (called before workers start)."""
+        with self.snapshot() as snap:
+            values = {meta.zone_id: meta.generation for meta in snap.zones()}
+            values[0] = snap.zones_generation()
+        self.generations.reset(values)
 
     def list_zones(self) -> list[ZoneMeta]:
         with self.snapshot() as snap:

@@ -21,7 +21,7 @@ import struct
 from collections.abc import Callable
 
 from xdnsd.server.answer import ServerIdentity, answer_wire
-from xdnsd.store import Store
+from xdnsd.store import SharedResponseCache, Store
 
 log = logging.getLogger("xdnsd.server")
 
@@ -37,8 +37,15 @@ class QueryAnswerer:
     hottest code in the server).
     """
 
-    def __init__(self, store: Store, identity: ServerIdentity, cache_size: int = 200_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        identity: ServerIdentity,
+        cache_size: int = 200_000,
+        shared: SharedResponseCache | None = None,
+    ) -> None:
         self._store = store
+        self._shared = shared
         self._identity = identity
         self._cache_size = cache_size
         self._caches: tuple[dict[bytes, _Entry], dict[bytes, _Entry]] = ({}, {})
@@ -74,6 +81,10 @@ class QueryAnswerer:
             # the key folds the question name's case (bytes 12 to its root label)
             key = data[2:12] + data[12:end].lower() + data[end:]
             entry = cache.get(key)
+            if entry is None and self._shared is not None:
+                entry = self._shared.get(key)  # rendered by another worker?
+                if entry is not None:
+                    cache[key] = entry
             if entry is not None:
                 tail, offset, generation = entry
                 if _GENERATION.unpack_from(self._store.generations.buffer, offset)[0] == generation:
@@ -100,7 +111,10 @@ class QueryAnswerer:
                 cache.clear()
             # stored with the question name lowercased, as the key: an exact-key hit (a
             # lowercase question) then returns the right case without patching
-            cache[key] = (wire[2:12] + wire[12:end].lower() + wire[end:], slot << 3, generation)
+            tail = wire[2:12] + wire[12:end].lower() + wire[end:]
+            cache[key] = (tail, slot << 3, generation)
+            if self._shared is not None:
+                self._shared.put(key, tail, slot << 3, generation)
         return wire
 
     def clear(self) -> None:

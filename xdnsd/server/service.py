@@ -12,7 +12,7 @@ from xdnsd.config import ListenAddress, ServerConfig
 from xdnsd.server.answer import ServerIdentity
 from xdnsd.server.fastpath import QueryAnswerer
 from xdnsd.server.protocols import TCPFactory, UDPListener
-from xdnsd.store import Store
+from xdnsd.store import SharedResponseCache, Store
 
 log = logging.getLogger("xdnsd.server")
 
@@ -84,13 +84,16 @@ class DNSService:
     store: Store
     reactor: Any
     reuseport: bool
+    shared_cache: SharedResponseCache | None = None
     answerer: QueryAnswerer = field(init=False)
     udp: list[UDPListener] = field(default_factory=list)
     tcp_ports: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         identity = ServerIdentity(version=self.config.version, identity=self.config.identity)
-        self.answerer = QueryAnswerer(self.store, identity, self.config.cache_size)
+        self.answerer = QueryAnswerer(
+            self.store, identity, self.config.cache_size, self.shared_cache
+        )
 
     def bind(self) -> list[tuple[socket.socket, socket.socket]]:
         sockets = []

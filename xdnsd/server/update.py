@@ -1,0 +1,321 @@
+"""RFC 2136 dynamic update, the pure planning step: message + zone snapshot -> rcode + Changeset.
+
+Core layer (stdlib + dnspython; no I/O, no clock).  The caller finds the zone (longest match on
+the zone section's name), checks permissions (TSIG / ACL, RFC 2136 3.3), and hands the resulting
+:class:`Changeset` to ``store.commit()``.  This module only decides:
+
+* zone section (3.1): exactly one RR of type SOA else FORMERR; name and class must be the served
+  zone's origin and IN else NOTAUTH;
+* prerequisites (3.2), in message order, value-dependent RRsets compared after the loop as in the
+  RFC's pseudocode (3.2.5);
+* update prescan (3.4.1);
+* update section (3.4.2), applied in order to an in-memory copy of the touched names; the
+  changeset is the difference between the state before and after.
+
+dnspython notes: a parsed UPDATE message carries class ANY / NONE records as RRsets of class IN
+with ``deleting`` set (records built in memory with ``present`` / ``absent`` / ``delete()`` may
+instead carry the meta class in ``rdclass``); both spellings are accepted.  dnspython drops the
+TTL of a record with empty RDATA when parsing, so the "TTL must be 0" checks can only fire for
+records that carry RDATA or for messages built in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from xdnsd.model import RR, Changeset, canonical_rdata
+
+if TYPE_CHECKING:
+    from xdnsd.server.answer import ZoneView
+
+IN = int(dns.rdataclass.IN)
+ANY_CLASS = int(dns.rdataclass.ANY)
+NONE_CLASS = int(dns.rdataclass.NONE)
+ANY_TYPE = int(dns.rdatatype.ANY)
+SOA = int(dns.rdatatype.SOA)
+NS = int(dns.rdatatype.NS)
+CNAME = int(dns.rdatatype.CNAME)
+WKS = int(dns.rdatatype.WKS)
+
+# Types that may sit beside a CNAME (RFC 2181 10.1, RFC 4035 2.5): DNSSEC records of the name.
+CNAME_COMPATIBLE = frozenset(
+    int(t)
+    for t in (dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3, dns.rdatatype.KEY)
+)
+
+_SERIAL_HALF = 1 << 31
+_SERIAL_MOD = 1 << 32
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatePlan:
+    rcode: int
+    changeset: Changeset | None  # set only when rcode is NOERROR and something changes
+
+
+class _ZoneReadError(Exception):
+    """The zone snapshot failed to read (a system failure, RFC 2136 3.4.2.1: SERVFAIL)."""
+
+
+def serial_gt(s1: int, s2: int) -> bool:
+    """RFC 1982 3.2: s1 > s2 in sequence-space arithmetic (undefined pairs compare False)."""
+    return (s1 < s2 and s2 - s1 > _SERIAL_HALF) or (s1 > s2 and s1 - s2 < _SERIAL_HALF)
+
+
+# --- one record of a prerequisite / update section ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Rec:
+    name: dns.name.Name  # absolute
+    rdclass: int  # the effective class: IN, ANY or NONE (or something else: FORMERR)
+    rdtype: int
+    ttl: int
+    rdata: dns.rdata.Rdata | None  # None when the RR has empty RDATA
+
+
+def _records(section: list[dns.rrset.RRset], base: dns.name.Name) -> Iterator[_Rec]:
+    """The section's RRs one by one, in message order, with names made absolute."""
+    for rrset in section:
+        rdclass = int(rrset.deleting) if rrset.deleting is not None else int(rrset.rdclass)
+        name = rrset.name.derelativize(base)
+        if len(rrset) == 0:
+            yield _Rec(name, rdclass, int(rrset.rdtype), int(rrset.ttl), None)
+        for rd in rrset:
+            yield _Rec(name, rdclass, int(rrset.rdtype), int(rrset.ttl), rd)
+
+
+def _is_meta(rdtype: int) -> bool:
+    return dns.rdatatype.is_metatype(dns.rdatatype.RdataType.make(rdtype))
+
+
+# --- the evolving state of the touched names -----------------------------------------------
+
+# rdtype -> (ttl, canonical rdata -> rdata); insertion order kept for stable output
+_Node = dict[int, tuple[int, dict[bytes, dns.rdata.Rdata]]]
+
+
+class _State:
+    """Before / after copies of the names an update touches, read lazily from the snapshot."""
+
+    def __init__(self, zone: ZoneView) -> None:
+        self.zone = zone
+        self.before: dict[dns.name.Name, _Node] = {}
+        self.after: dict[dns.name.Name, _Node] = {}
+        self.owners: dict[dns.name.Name, dns.name.Name] = {}  # keeps the zone file's case
+        self.order: list[dns.name.Name] = []
+
+    def node(self, name: dns.name.Name) -> _Node:
+        if name not in self.after:
+            try:
+                rrsets = self.zone.rrsets_at(name)
+            except Exception as exc:  # the store failed, not this code
+                raise _ZoneReadError(str(exc)) from exc
+            before: _Node = {}
+            owner = name
+            for rdtype, rrset in rrsets.items():
+                owner = rrset.name
+                before[int(rdtype)] = (
+                    int(rrset.ttl),
+                    {canonical_rdata(rd): rd for rd in rrset},
+                )
+            self.before[name] = before
+            self.after[name] = {t: (ttl, dict(rds)) for t, (ttl, rds) in before.items()}
+            self.owners[name] = owner
+            self.order.append(name)
+        return self.after[name]
+
+    def changes(self) -> tuple[list[RR], list[RR]]:
+        removed: list[RR] = []
+        added: list[RR] = []
+        for name in self.order:
+            owner = self.owners[name]
+            before, after = self.before[name], self.after[name]
+            for rdtype in sorted(set(before) | set(after)):
+                old_ttl, old = before.get(rdtype, (0, {}))
+                new_ttl, new = after.get(rdtype, (0, {}))
+                ttl_changed = old_ttl != new_ttl
+                for key, rd in old.items():
+                    if key not in new or ttl_changed:
+                        removed.append(RR(owner, old_ttl, rd))
+                for key, rd in new.items():
+                    if key not in old or ttl_changed:
+                        added.append(RR(owner, new_ttl, rd))
+        return removed, added
+
+
+# --- the steps --------------------------------------------------------------------------------
+
+
+def _check_prerequisites(records: list[_Rec], zone: ZoneView, origin: dns.name.Name) -> int:
+    """RFC 2136 3.2.5."""
+    temp: dict[tuple[dns.name.Name, int], set[bytes]] = {}
+    for rec in records:
+        if rec.ttl != 0:
+            return dns.rcode.FORMERR
+        if not rec.name.is_subdomain(origin):
+            return dns.rcode.NOTZONE
+        if rec.rdclass in (ANY_CLASS, NONE_CLASS):
+            if rec.rdata is not None:
+                return dns.rcode.FORMERR
+            if rec.rdtype != ANY_TYPE and _is_meta(rec.rdtype):
+                return dns.rcode.FORMERR
+            rrsets = _read(zone, rec.name)
+            if rec.rdclass == ANY_CLASS:
+                if rec.rdtype == ANY_TYPE:
+                    if not rrsets:
+                        return dns.rcode.NXDOMAIN
+                elif rec.rdtype not in rrsets:
+                    return dns.rcode.NXRRSET
+            elif rec.rdtype == ANY_TYPE:
+                if rrsets:
+                    return dns.rcode.YXDOMAIN
+            elif rec.rdtype in rrsets:
+                return dns.rcode.YXRRSET
+        elif rec.rdclass == IN:
+            if rec.rdata is None or _is_meta(rec.rdtype):
+                return dns.rcode.FORMERR
+            temp.setdefault((rec.name, rec.rdtype), set()).add(canonical_rdata(rec.rdata))
+        else:
+            return dns.rcode.FORMERR
+    for (name, rdtype), wanted in temp.items():
+        have = _read(zone, name).get(rdtype)
+        if have is None or {canonical_rdata(rd) for rd in have} != wanted:
+            return dns.rcode.NXRRSET
+    return dns.rcode.NOERROR
+
+
+def _read(zone: ZoneView, name: dns.name.Name) -> dict[int, dns.rrset.RRset]:
+    try:
+        return {int(t): rrset for t, rrset in zone.rrsets_at(name).items()}
+    except Exception as exc:  # the store failed, not this code
+        raise _ZoneReadError(str(exc)) from exc
+
+
+def _prescan(records: list[_Rec], origin: dns.name.Name) -> int:
+    """RFC 2136 3.4.1.3 (IXFR and the other meta types refused alongside AXFR/MAILA/MAILB)."""
+    for rec in records:
+        if not rec.name.is_subdomain(origin):
+            return dns.rcode.NOTZONE
+        if rec.rdclass == IN:
+            if rec.rdata is None or _is_meta(rec.rdtype):
+                return dns.rcode.FORMERR
+        elif rec.rdclass == ANY_CLASS:
+            if rec.ttl != 0 or rec.rdata is not None:
+                return dns.rcode.FORMERR
+            if rec.rdtype != ANY_TYPE and _is_meta(rec.rdtype):
+                return dns.rcode.FORMERR
+        elif rec.rdclass == NONE_CLASS:
+            if rec.ttl != 0 or rec.rdata is None or _is_meta(rec.rdtype):
+                return dns.rcode.FORMERR
+        else:
+            return dns.rcode.FORMERR
+    return dns.rcode.NOERROR
+
+
+def _apply(rec: _Rec, state: _State, origin: dns.name.Name) -> None:
+    """RFC 2136 3.4.2.2-3.4.2.4 for one update RR (already prescanned)."""
+    node = state.node(rec.name)
+    apex = rec.name == origin
+    if rec.rdclass == IN:
+        assert rec.rdata is not None
+        _add(rec.rdtype, rec.ttl, rec.rdata, node)
+    elif rec.rdclass == ANY_CLASS:
+        if rec.rdtype == ANY_TYPE:
+            for rdtype in list(node):
+                if not (apex and rdtype in (SOA, NS)):
+                    del node[rdtype]
+        elif not (apex and rec.rdtype in (SOA, NS)):
+            node.pop(rec.rdtype, None)
+    else:  # NONE: delete one RR
+        assert rec.rdata is not None
+        if rec.rdtype == SOA:
+            return
+        current = node.get(rec.rdtype)
+        if current is None:
+            return
+        _, rds = current
+        key = canonical_rdata(rec.rdata)
+        if key not in rds:
+            return
+        if apex and rec.rdtype == NS and len(rds) == 1:
+            return  # the last apex NS stays
+        del rds[key]
+        if not rds:
+            del node[rec.rdtype]
+
+
+def _add(rdtype: int, ttl: int, rdata: dns.rdata.Rdata, node: _Node) -> None:
+    if rdtype == CNAME:
+        if any(t != CNAME and t not in CNAME_COMPATIBLE for t in node):
+            return
+    elif rdtype not in CNAME_COMPATIBLE and CNAME in node:
+        return
+    key = canonical_rdata(rdata)
+    current = node.get(rdtype)
+    if rdtype == SOA:
+        if current is None:
+            return  # no SOA at this name: not the apex, ignored
+        old = next(iter(current[1].values()))
+        if not serial_gt(int(rdata.serial), int(old.serial)):  # type: ignore[attr-defined]
+            return
+        node[SOA] = (ttl, {key: rdata})
+        return
+    if current is None:
+        node[rdtype] = (ttl, {key: rdata})
+        return
+    _, rds = current
+    if rdtype == CNAME:
+        rds = {}
+    elif rdtype == WKS:  # same address and protocol: the zone RR is replaced (3.4.2.2)
+        same = [
+            k
+            for k, rd in rds.items()
+            if (rd.address, rd.protocol)  # type: ignore[attr-defined]
+            == (rdata.address, rdata.protocol)  # type: ignore[attr-defined]
+        ]
+        for k in same:
+            del rds[k]
+    rds[key] = rdata
+    node[rdtype] = (ttl, rds)  # the added RR's TTL becomes the RRset's
+
+
+def plan_update(message: dns.message.Message, zone: ZoneView, *, origin: str) -> UpdatePlan:
+    """Decide an RFC 2136 UPDATE against one zone snapshot; ``origin`` is the provenance."""
+    sections = message.sections
+    zsec = sections[0]
+    if len(zsec) != 1 or int(zsec[0].rdtype) != SOA:
+        return UpdatePlan(dns.rcode.FORMERR, None)
+    base = message.origin if message.origin is not None else zone.origin
+    zname = zsec[0].name.derelativize(base)
+    if int(zsec[0].rdclass) != IN or zname != zone.origin:
+        return UpdatePlan(dns.rcode.NOTAUTH, None)
+    zorigin = zone.origin
+    try:
+        rcode = _check_prerequisites(list(_records(sections[1], base)), zone, zorigin)
+        if rcode != dns.rcode.NOERROR:
+            return UpdatePlan(rcode, None)
+        updates = list(_records(sections[2], base))
+        rcode = _prescan(updates, zorigin)
+        if rcode != dns.rcode.NOERROR:
+            return UpdatePlan(rcode, None)
+        state = _State(zone)
+        for rec in updates:
+            _apply(rec, state, zorigin)
+        removed, added = state.changes()
+    except _ZoneReadError:
+        return UpdatePlan(dns.rcode.SERVFAIL, None)
+    if not removed and not added:
+        return UpdatePlan(dns.rcode.NOERROR, None)
+    changeset = Changeset(zone=zorigin, removed=tuple(removed), added=tuple(added), origin=origin)
+    return UpdatePlan(dns.rcode.NOERROR, changeset)

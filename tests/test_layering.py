@@ -14,6 +14,7 @@ CORE = [
     "zonefast.py",
     "server/answer.py",
     "server/render.py",
+    "server/update.py",
 ]
 FORBIDDEN = ("twisted", "lmdb", "boto3", "botocore", "azure", "xdnsd.store")
 

@@ -84,7 +84,14 @@ class _Rec:
     rdata: dns.rdata.Rdata | None  # None when the RR has empty RDATA
 
 
-def _records(section: list[dns.rrset.RRset], base: dns.name.Name) -> Iterator[_Rec]:
+def _absolute(rd: dns.rdata.Rdata, base: dns.name.Name) -> dns.rdata.Rdata:
+    """The rdata with any relative embedded names made absolute (in-memory messages)."""
+    wire = rd.to_wire(origin=base)
+    assert isinstance(wire, bytes)
+    return dns.rdata.from_wire(rd.rdclass, rd.rdtype, wire, 0, len(wire))
+
+
+def _records(section: list[dns.rrset.RRset], base: dns.name.Name, relative: bool) -> Iterator[_Rec]:
     """The section's RRs one by one, in message order, with names made absolute."""
     for rrset in section:
         rdclass = int(rrset.deleting) if rrset.deleting is not None else int(rrset.rdclass)
@@ -92,6 +99,7 @@ def _records(section: list[dns.rrset.RRset], base: dns.name.Name) -> Iterator[_R
         if len(rrset) == 0:
             yield _Rec(name, rdclass, int(rrset.rdtype), int(rrset.ttl), None)
         for rd in rrset:
+            rd = _absolute(rd, base) if relative else rd
             yield _Rec(name, rdclass, int(rrset.rdtype), int(rrset.ttl), rd)
 
 
@@ -296,16 +304,17 @@ def plan_update(message: dns.message.Message, zone: ZoneView, *, origin: str) ->
     zsec = sections[0]
     if len(zsec) != 1 or int(zsec[0].rdtype) != SOA:
         return UpdatePlan(dns.rcode.FORMERR, None)
+    relative = message.origin is not None  # built in memory: names may be relative to it
     base = message.origin if message.origin is not None else zone.origin
     zname = zsec[0].name.derelativize(base)
     if int(zsec[0].rdclass) != IN or zname != zone.origin:
         return UpdatePlan(dns.rcode.NOTAUTH, None)
     zorigin = zone.origin
     try:
-        rcode = _check_prerequisites(list(_records(sections[1], base)), zone, zorigin)
+        rcode = _check_prerequisites(list(_records(sections[1], base, relative)), zone, zorigin)
         if rcode != dns.rcode.NOERROR:
             return UpdatePlan(rcode, None)
-        updates = list(_records(sections[2], base))
+        updates = list(_records(sections[2], base, relative))
         rcode = _prescan(updates, zorigin)
         if rcode != dns.rcode.NOERROR:
             return UpdatePlan(rcode, None)

@@ -269,22 +269,29 @@ class GenerationTable:
             self._map = mmap.mmap(fd, size)
         finally:
             os.close(fd)
-        self._lock_path = path
+        # kept open: commits take the lock without opening a file each time
+        self._lock_fd = os.open(path, os.O_RDONLY)
         self.unpack_from = struct.Struct("<Q").unpack_from
 
     def get(self, slot: int) -> int:
         return int(self.unpack_from(self._map, slot * 8)[0])
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     def reset(self, values: dict[int, int]) -> None:
         """Set slots to the store's generations (start-up: the store may have been restored)."""
-        with open(self._lock_path, "rb") as lockf:
-            fcntl.flock(lockf, fcntl.LOCK_EX)
+        with self._locked():
             for slot, generation in values.items():
                 struct.pack_into("<Q", self._map, slot * 8, generation)
 
     def publish(self, slot: int, generation: int) -> None:
-        with open(self._lock_path, "rb") as lockf:
-            fcntl.flock(lockf, fcntl.LOCK_EX)
+        with self._locked():
             if generation > self.get(slot):
                 struct.pack_into("<Q", self._map, slot * 8, generation)
 
@@ -294,6 +301,7 @@ class GenerationTable:
 
     def close(self) -> None:
         self._map.close()
+        os.close(self._lock_fd)
 
 
 class SharedResponseCache:
@@ -357,6 +365,9 @@ class ZoneSnapshot:
     __slots__ = ("_cursor", "_origin", "_prefix", "_zone_id", "meta")
 
     def __init__(self, txn: Any, records_db: Any, meta: ZoneMeta) -> None:
+        # From ``Snapshot.find_zone`` this is the zone-list cache's copy: its id and origin are
+        # exact, its version vector and generation may be older than this snapshot (use
+        # ``Snapshot.zone`` or ``Snapshot.zone_generation`` for those).
         self.meta = meta
         self._origin = meta.name
         self._zone_id = meta.zone_id
@@ -578,9 +589,6 @@ class Store:
             if len(name.labels) <= 1:
                 return None
             name = name.parent()
-
-    def zone_slot(self, meta: ZoneMeta) -> int:
-        return meta.zone_id
 
     def _zones(self) -> dict[dns.name.Name, ZoneMeta]:
         gen = self.generations.get(0)

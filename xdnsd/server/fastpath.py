@@ -69,10 +69,6 @@ class QueryAnswerer:
 
         return answer
 
-    def answer(self, data: bytes, tcp: bool) -> bytes | None:
-        """The response to one DNS message (None: send nothing)."""
-        return (self.tcp if tcp else self.udp)(data)
-
     def _answer_miss(self, data: bytes, tcp: bool) -> bytes | None:
         cache = self._caches[tcp]
         end = data.find(b"\x00", 12)

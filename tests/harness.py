@@ -44,7 +44,11 @@ def write_config(
     listen: Sequence[str] | None = None,
     node_id: str = "t1",
     extra_server: str = "",
+    keys: dict[str, tuple[str, str]] | None = None,
+    zone_options: dict[str, str] | None = None,
 ) -> Path:
+    """``keys``: TSIG key name -> (algorithm, base64 secret); ``zone_options``: zone name -> TOML
+    lines added to that zone's ``[[zones]]`` table (e.g. ``update_policy = [...]``)."""
     listen = listen or [f"127.0.0.1:{port}"]
     lines = [
         "[server]",
@@ -54,8 +58,11 @@ def write_config(
         "[node]",
         f'id = "{node_id}"',
     ]
+    for key_name, (algorithm, secret) in (keys or {}).items():
+        lines += [f'[keys."{key_name}"]', f'algorithm = "{algorithm}"', f'secret = "{secret}"']
     for name, path in zones.items():
         lines += ["[[zones]]", f'name = "{name}"', f'file = "{path}"']
+        lines.append((zone_options or {}).get(name, ""))
     config = directory / "xdnsd.toml"
     config.write_text("\n".join(lines) + "\n")
     return config

@@ -39,3 +39,69 @@ def test_errors_name_file_and_key(tmp_path: Path, text: str, message: str) -> No
     with pytest.raises(ConfigError, match=message) as err:
         load_config(path)
     assert str(err.value).startswith(str(path))
+
+
+ZONE_FILE = ROOT / "conf" / "zones" / "example.test.zone"
+
+
+def _zone(extra: str) -> str:
+    return f'[[zones]]\nname = "example.test"\nfile = "{ZONE_FILE}"\n{extra}\n'
+
+
+def test_keys_inline_and_from_a_bind_key_file(tmp_path: Path) -> None:
+    (tmp_path / "k2.key").write_text(
+        '# made by tsig-keygen\nkey "k2" {\n\talgorithm hmac-sha512;\n'
+        '\tsecret "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0";\n};\n'
+    )
+    path = tmp_path / "x.toml"
+    path.write_text(
+        '[keys.k1]\nalgorithm = "hmac-md5"\nsecret = "c2VjcmV0"\n'
+        '[keys.k2]\nfile = "k2.key"\n'
+        + _zone('update_policy = ["grant k1 zonesub ANY", "deny k2 name a.example.test. A"]')
+    )
+    config = load_config(path)
+    k1, k2 = dns.name.from_text("k1."), dns.name.from_text("k2.")
+    assert config.keys[k1].secret == b"secret"
+    assert config.keys[k1].algorithm == dns.name.from_text("hmac-md5.sig-alg.reg.int.")
+    assert config.keys[k2].algorithm == dns.name.from_text("hmac-sha512.")
+    acl = config.zones[0].update_acl
+    assert acl.policy is not None and len(acl.policy) == 2 and acl.allow is None
+
+
+def test_demo_config_allows_the_demo_key() -> None:
+    config = load_config(ROOT / "conf" / "xdnsd.toml")
+    assert config.zones[0].update_acl.enabled
+    assert dns.name.from_text("demo-key.") in config.keys
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[keys.k1]\nalgorithm = "hmac-sha3"\nsecret = "c2VjcmV0"\n', r"not supported"),
+        ('[keys.k1]\nsecret = "not base64!"\n', r"\[keys.k1\].secret: not valid base64"),
+        ("[keys.k1]\nalgorithm = 'hmac-sha256'\n", r"exactly one of 'secret' and 'file'"),
+        ('[keys.k1]\nfile = "missing.key"\n', r"\[keys.k1\].file: cannot read"),
+        ('[keys.k1]\nsecret = "c2VjcmV0"\nsecrte = "x"\n', r"unknown key 'secrte'"),
+        (_zone('update_policy = ["grant nokey zonesub ANY"]'), r"no key named nokey."),
+        (_zone('update_policy = ["grant k zonesub BOGUS"]'), r"update_policy\[0\]: .*BOGUS"),
+        (_zone('allow_update = ["key nokey"]'), r"allow_update\[0\]: .*no key named"),
+        (
+            _zone('allow_update = ["127.0.0.1"]\nupdate_policy = []'),
+            r"either 'update_policy' or 'allow_update'",
+        ),
+    ],
+)
+def test_key_and_policy_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_key_file_without_the_key(tmp_path: Path) -> None:
+    (tmp_path / "k.key").write_text('key "other" { algorithm hmac-sha256; secret "c2VjcmV0"; };\n')
+    path = tmp_path / "x.toml"
+    path.write_text('[keys.k1]\nfile = "k.key"\n')
+    with pytest.raises(ConfigError, match=r"has no key named k1. \(keys found: other\)"):
+        load_config(path)

@@ -100,6 +100,37 @@ ACCEPTED: dict[str, tuple[str, str]] = {
 }
 
 
+# Differences of the ``serve`` target only, where the server routes a message past the answer
+# engine: query description -> (xdnsd's rcode, xdnsd's TSIG error or None, reason).
+_NO_UPDATES = (
+    "REFUSED",
+    None,
+    "an UPDATE for a zone without an update policy: Knot with no ACL says NOTAUTH; xdnsd, like "
+    "BIND, says REFUSED (issue 3: 'no updates at all (REFUSED) until the config allows them')",
+)
+_TSIG_FIRST = (
+    "NOTAUTH",
+    "BADKEY",
+    "a TSIG with an unknown key: xdnsd checks the signature before anything else, as BIND does "
+    "and RFC 8945 5.2 describes (BADKEY), while Knot first finds no zone / a hidden CH name and "
+    "answers REFUSED unsigned",
+)
+SERVE_ACCEPTED: dict[str, tuple[str, str | None, str]] = {
+    "example.test SOA opcode=5 plain": _NO_UPDATES,
+    "example.test SOA opcode=5 noedns plain": _NO_UPDATES,
+    "tsig www.nowhere.test IN": _TSIG_FIRST,
+    "tsig id.server CH": _TSIG_FIRST,
+}
+
+
+def is_serve_accepted(description: str, got: Any) -> bool:
+    if description not in SERVE_ACCEPTED or not isinstance(got, dict):
+        return False
+    rcode, tsig_error, _reason = SERVE_ACCEPTED[description]
+    got_error = None if got["tsig"] is None else dns.rcode.to_text(got["tsig"][4])
+    return bool(got["rcode"] == rcode and got_error == tsig_error)
+
+
 def is_accepted(
     description: str, expected: Any, got: Any, folded: Callable[[], tuple[Any, Any]]
 ) -> bool:
@@ -508,6 +539,10 @@ def compare(
             got = normalise(exchange(host, port, query))
             if got == expected:
                 continue
+            if kind == "serve" and is_serve_accepted(query.description, got):
+                if attempt == 0:
+                    accepted.append(query.description)
+                continue
             if is_accepted(
                 query.description,
                 expected,
@@ -534,7 +569,8 @@ def test_corpus_is_big_enough() -> None:
 
 def test_same_answers_as_knot(knot: tuple[str, int], target: tuple[str, str, int]) -> None:
     unexpected, accepted = compare(knot, target, CORPUS)
-    stale = sorted(set(ACCEPTED) - set(accepted))
+    listed = set(ACCEPTED) | (set(SERVE_ACCEPTED) if target[0] == "serve" else set())
+    stale = sorted(listed - set(accepted))
     report = "\n".join(unexpected)
     assert not unexpected, f"{len(unexpected)} of {len(CORPUS)} queries differ:\n{report}"
     assert not stale, f"accepted differences that no longer differ (remove them): {stale}"

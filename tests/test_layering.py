@@ -15,6 +15,8 @@ CORE = [
     "server/answer.py",
     "server/render.py",
     "server/update.py",
+    "server/acl.py",
+    "server/tsig.py",
 ]
 FORBIDDEN = ("twisted", "lmdb", "boto3", "botocore", "azure", "xdnsd.store")
 

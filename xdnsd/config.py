@@ -5,14 +5,20 @@ Errors name the file, the key and the problem.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dns.exception
 import dns.name
+
+from xdnsd.server.acl import AllowEntry, Grant, PolicyError, UpdateAcl, parse_allow, parse_grant
+from xdnsd.server.tsig import ALGORITHMS, TsigKey
 
 DEFAULT_PORT = 53
 
@@ -56,6 +62,7 @@ class NodeConfig:
 class ZoneConfig:
     name: dns.name.Name
     file: Path | None
+    update_acl: UpdateAcl = field(default_factory=UpdateAcl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,7 @@ class Config:
     server: ServerConfig
     node: NodeConfig
     zones: tuple[ZoneConfig, ...]
+    keys: dict[dns.name.Name, TsigKey] = field(default_factory=dict)
 
 
 def parse_listen(value: str, where: str) -> ListenAddress:
@@ -148,7 +156,7 @@ def load_config(path: str | Path) -> Config:
 def parse_config(raw: dict[str, Any], path: Path) -> Config:
     base = path.resolve().parent
     f = str(path)
-    _no_unknown(raw, {"server", "node", "zones"}, f)
+    _no_unknown(raw, {"server", "node", "zones", "keys"}, f)
 
     server = _take(raw, "server", dict, f, {})
     sw = f"{f}: [server]"
@@ -213,13 +221,14 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     ):
         raise ConfigError(f"{nw}.id: {node_id!r} must be 1-64 letters, digits, '-', '_' or '.'")
 
+    keys = _parse_keys(_take(raw, "keys", dict, f, {}), base, f)
     zones = []
     seen: set[dns.name.Name] = set()
     for i, z in enumerate(_take(raw, "zones", list, f, [])):
         zw = f"{f}: [[zones]] #{i + 1}"
         if not isinstance(z, dict):
             raise ConfigError(f"{zw}: expected a table")
-        _no_unknown(z, {"name", "file"}, zw)
+        _no_unknown(z, {"name", "file", "update_policy", "allow_update"}, zw)
         name_text = _take(z, "name", str, zw)
         try:
             name = dns.name.from_text(name_text)
@@ -229,5 +238,113 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             raise ConfigError(f"{zw}.name: zone {name} is listed twice")
         seen.add(name)
         file_text = _take(z, "file", str, zw, None)
-        zones.append(ZoneConfig(name, (base / file_text).resolve() if file_text else None))
-    return Config(path=path, server=server_cfg, node=NodeConfig(node_id), zones=tuple(zones))
+        acl = _parse_update_acl(z, keys, zw)
+        zones.append(ZoneConfig(name, (base / file_text).resolve() if file_text else None, acl))
+    return Config(
+        path=path, server=server_cfg, node=NodeConfig(node_id), zones=tuple(zones), keys=keys
+    )
+
+
+_KEY_FILE = re.compile(
+    r'key\s+"?(?P<name>[^"\s{]+)"?\s*\{(?P<body>[^}]*)\}\s*;', re.MULTILINE | re.DOTALL
+)
+_KEY_FIELD = re.compile(r'(?P<field>algorithm|secret)\s+"?(?P<value>[^";\s]+)"?\s*;')
+
+
+def _read_key_file(path: Path, name: dns.name.Name, where: str) -> tuple[str, str]:
+    """(algorithm, secret) of key ``name`` in a BIND key file (``key "NAME" { ... };``)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{where}.file: cannot read {path}: {exc.strerror}") from None
+    text = re.sub(r"(#|//)[^\n]*", "", text)
+    found = []
+    for match in _KEY_FILE.finditer(text):
+        found.append(match.group("name"))
+        if dns.name.from_text(match.group("name")) != name:
+            continue
+        fields = {m.group("field"): m.group("value") for m in _KEY_FIELD.finditer(match["body"])}
+        if "algorithm" not in fields or "secret" not in fields:
+            line = text.count("\n", 0, match.start()) + 1
+            raise ConfigError(
+                f"{path}:{line}: key {match.group('name')!r} needs 'algorithm' and 'secret'"
+            )
+        return fields["algorithm"], fields["secret"]
+    listed = ", ".join(found) if found else "none"
+    raise ConfigError(f"{where}.file: {path} has no key named {name} (keys found: {listed})")
+
+
+def _parse_keys(table: dict[str, Any], base: Path, f: str) -> dict[dns.name.Name, TsigKey]:
+    keys: dict[dns.name.Name, TsigKey] = {}
+    for key_text, spec in table.items():
+        kw = f"{f}: [keys.{key_text}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{kw}: expected a table with 'algorithm' and 'secret' or 'file'")
+        _no_unknown(spec, {"algorithm", "secret", "file", "allow_truncated"}, kw)
+        try:
+            name = dns.name.from_text(key_text)
+        except dns.exception.DNSException as exc:
+            raise ConfigError(f"{kw}: {key_text!r} is not a valid key name: {exc}") from None
+        algorithm = _take(spec, "algorithm", str, kw, None)
+        secret = _take(spec, "secret", str, kw, None)
+        file_text = _take(spec, "file", str, kw, None)
+        if (secret is None) == (file_text is None):
+            raise ConfigError(f"{kw}: give exactly one of 'secret' and 'file'")
+        if file_text is not None:
+            file_algorithm, secret = _read_key_file((base / file_text).resolve(), name, kw)
+            algorithm = algorithm or file_algorithm
+        algorithm = (algorithm or "hmac-sha256").lower()
+        if algorithm not in ALGORITHMS:
+            raise ConfigError(
+                f"{kw}.algorithm: {algorithm!r} is not supported "
+                f"(supported: {', '.join(ALGORITHMS)})"
+            )
+        assert secret is not None
+        try:
+            raw = base64.b64decode(secret, validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"{kw}.secret: not valid base64") from None
+        if not raw:
+            raise ConfigError(f"{kw}.secret: must not be empty")
+        if name in keys:
+            raise ConfigError(f"{kw}: key {name} is defined twice")
+        allow_truncated = _take(spec, "allow_truncated", bool, kw, False)
+        keys[name] = TsigKey(name, ALGORITHMS[algorithm][0], raw, allow_truncated)
+    return keys
+
+
+def _parse_update_acl(
+    zone: dict[str, Any], keys: dict[dns.name.Name, TsigKey], zw: str
+) -> UpdateAcl:
+    policy_raw = _take(zone, "update_policy", list, zw, None)
+    allow_raw = _take(zone, "allow_update", list, zw, None)
+    if policy_raw is not None and allow_raw is not None:
+        raise ConfigError(f"{zw}: use either 'update_policy' or 'allow_update', not both (as BIND)")
+    policy: list[Grant] = []
+    for i, text in enumerate(policy_raw or []):
+        where = f"{zw}.update_policy[{i}]"
+        if not isinstance(text, str):
+            raise ConfigError(f"{where}: expected a string like 'grant KEY zonesub ANY'")
+        try:
+            grant = parse_grant(text, where)
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from None
+        if not grant.identity.is_wild() and grant.identity not in keys:
+            raise ConfigError(f"{where}: {text!r}: no key named {grant.identity} in [keys]")
+        policy.append(grant)
+    allow: list[AllowEntry] = []
+    for i, text in enumerate(allow_raw or []):
+        where = f"{zw}.allow_update[{i}]"
+        if not isinstance(text, str):
+            raise ConfigError(f"{where}: expected a string like '127.0.0.1' or 'key NAME'")
+        try:
+            entry = parse_allow(text, where)
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from None
+        if entry.key is not None and entry.key not in keys:
+            raise ConfigError(f"{where}: {text!r}: no key named {entry.key} in [keys]")
+        allow.append(entry)
+    return UpdateAcl(
+        policy=tuple(policy) if policy_raw is not None else None,
+        allow=tuple(allow) if allow_raw is not None else None,
+    )

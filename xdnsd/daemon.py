@@ -117,7 +117,13 @@ def _run_worker(config: Config, index: int, zone_count: int, children: list[int]
     store = open_store(config)
     shared = open_shared_cache(config) if config.server.workers > 1 else None
     service = DNSService(
-        config.server, store, reactor, reuseport=config.server.workers > 1, shared_cache=shared
+        config.server,
+        store,
+        reactor,
+        reuseport=config.server.workers > 1,
+        shared_cache=shared,
+        keys=config.keys,
+        update_acls={zone.name: zone.update_acl for zone in config.zones},
     )
     try:
         sockets = service.bind()

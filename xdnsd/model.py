@@ -115,6 +115,12 @@ def derived_serial(base: int, vv: Mapping[str, int]) -> int:
     return (base + sum(vv.values())) % SERIAL_MOD
 
 
+def serial_gt(s1: int, s2: int) -> bool:
+    """RFC 1982 3.2: s1 > s2 in sequence-space arithmetic (undefined pairs compare False)."""
+    half = SERIAL_MOD >> 1
+    return (s1 < s2 and s2 - s1 > half) or (s1 > s2 and s1 - s2 < half)
+
+
 def hlc_next(previous: int, now_ms: int) -> int:
     """Hybrid logical clock tick: 48 bits of milliseconds, 16 bits of logical counter."""
     physical = now_ms << 16

@@ -69,3 +69,21 @@ def key_labels(key: bytes) -> tuple[bytes, ...]:
 def key_name(key: bytes, origin: dns.name.Name = dns.name.root) -> dns.name.Name:
     """Name for a key relative to ``origin`` (absolute when origin is the root)."""
     return dns.name.Name(key_labels(key) + origin.labels)
+
+
+def wire_name_end(wire: bytes, offset: int) -> int:
+    """Offset just past the (possibly compressed) name at ``offset`` in a DNS message.
+
+    Raises IndexError for a truncated name or a reserved label type.
+    """
+    while True:
+        length = wire[offset]
+        if length == 0:
+            return offset + 1
+        if length & 0xC0 == 0xC0:
+            if offset + 1 >= len(wire):
+                raise IndexError("truncated compression pointer")
+            return offset + 2
+        if length & 0xC0:
+            raise IndexError("reserved label type")
+        offset += length + 1

@@ -34,7 +34,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,7 @@ from xdnsd import names
 from xdnsd.model import (
     IN,
     RR,
+    SERIAL_MOD,
     ChangeOp,
     Changeset,
     CommitResult,
@@ -63,6 +64,7 @@ from xdnsd.model import (
     encode_rr_wires,
     encode_rrs,
     hlc_next,
+    serial_gt,
 )
 
 log = logging.getLogger("xdnsd.store")
@@ -488,6 +490,8 @@ class Snapshot:
 
 
 CommitListener = Callable[[CommitResult, Changeset], None]
+# decides a change inside the writer's transaction from the zone as it stands (see commit_batch)
+Planner = Callable[["ZoneSnapshot | None"], "Changeset | None"]
 
 
 class Store:
@@ -643,15 +647,76 @@ class Store:
         finally:
             if bulk:
                 gc.enable()
-        if result.applied:
-            for slot, generation in publish:
-                self.generations.publish(slot, generation)
-            for listener in self._listeners:
-                try:
-                    listener(result, cs)
-                except Exception:
-                    log.exception("post-commit listener %r failed for zone %s", listener, cs.zone)
+        self._after_commit(result, publish, cs)
         return result
+
+    def commit_batch(
+        self, planners: Sequence[tuple[dns.name.Name, Planner]], *, now: float | None = None
+    ) -> list[CommitResult | Exception | None]:
+        """Plan and commit several changes in ONE synced write transaction (group commit).
+
+        Each planner is called inside the transaction, in order, with its zone as it stands
+        after the earlier planners' changes (None when the zone is not in the store), and
+        returns the changeset to commit or None.  Deciding inside the writer's transaction is
+        what makes a check-then-write (RFC 2136 prerequisites) atomic, across worker processes
+        too.  Each change runs in a nested transaction, so one that fails (its exception is its
+        outcome) leaves the others in place.  Returns one outcome per planner: the commit
+        result, None when the planner returned nothing, or the exception.  Everything is on
+        disk when this returns.
+        """
+        now_ms = int((time.time() if now is None else now) * 1000)
+        records_db = self._dbs["records"]
+        zones_db = self._dbs["zones"]
+
+        def body(txn: Any) -> list[tuple[CommitResult | Exception | None, Any, Changeset | None]]:
+            outcomes: list[tuple[CommitResult | Exception | None, Any, Changeset | None]] = []
+            for zone, planner in planners:
+                child = self._env.begin(write=True, parent=txn)
+                try:
+                    raw = child.get(_zone_key(zone), db=zones_db)
+                    view = (
+                        None
+                        if raw is None
+                        else ZoneSnapshot(child, records_db, ZoneMeta.from_json(raw))
+                    )
+                    cs = planner(view)
+                    if cs is None:
+                        child.abort()
+                        outcomes.append((None, [], None))
+                        continue
+                    result, publish = self._commit_txn(child, cs, now_ms)
+                except (lmdb.MapFullError, lmdb.MapResizedError):
+                    child.abort()
+                    raise  # the whole batch is retried by _write
+                except Exception as exc:
+                    child.abort()
+                    log.exception("change to zone %s failed; not applied", zone)
+                    outcomes.append((exc, [], None))
+                    continue
+                child.commit()
+                outcomes.append((result, publish, cs))
+            return outcomes
+
+        done = self._write(body)
+        out: list[CommitResult | Exception | None] = []
+        for result, publish, cs in done:
+            if isinstance(result, CommitResult) and cs is not None:
+                self._after_commit(result, publish, cs)
+            out.append(result)
+        return out
+
+    def _after_commit(
+        self, result: CommitResult, publish: list[tuple[int, int]], cs: Changeset
+    ) -> None:
+        if not result.applied:
+            return
+        for slot, generation in publish:
+            self.generations.publish(slot, generation)
+        for listener in self._listeners:
+            try:
+                listener(result, cs)
+            except Exception:
+                log.exception("post-commit listener %r failed for zone %s", listener, cs.zone)
 
     def _commit_txn(
         self, txn: Any, cs: Changeset, now_ms: int
@@ -780,6 +845,12 @@ class Store:
             return res, []
         meta.vv[dot.node] = dot.counter
         meta.hlc = hlc
+        if new_soa_rr is not None and cs.dot is None and cs.op is ChangeOp.CHANGE:
+            # an operator's SOA with a higher serial (RFC 2136 3.4.2.2): serve that serial, and
+            # derive the following ones from it
+            wanted = int(new_soa_rr.rdata.serial)  # type: ignore[attr-defined]
+            if serial_gt(wanted, meta.serial):
+                meta.serial_base = (wanted - sum(meta.vv.values())) % SERIAL_MOD
         serial_to = meta.serial
         new_soa = _replace_soa_serial(base_soa, serial_to)
         txn.put(soa_key, _encode_value(new_soa, hlc, dot), db=records)

@@ -21,6 +21,7 @@ import struct
 from collections.abc import Callable
 
 from xdnsd.server.answer import ServerIdentity, answer_wire
+from xdnsd.server.handler import wants_handler
 from xdnsd.store import SharedResponseCache, Store
 
 log = logging.getLogger("xdnsd.server")
@@ -29,9 +30,16 @@ log = logging.getLogger("xdnsd.server")
 _Entry = tuple[bytes, int, int]
 _GENERATION = struct.Struct("<Q")
 
+# returned instead of a response for a message the transport must give to the MessageHandler
+HANDOFF = b""
+
 
 class QueryAnswerer:
     """Answers query packets for one worker: fast path first, the answer engine on a miss.
+
+    With ``handoff``, UPDATEs and TSIG-signed messages are not answered here: the entry points
+    return ``HANDOFF`` and the transport passes them, with the client's address, to the
+    :class:`~xdnsd.server.handler.MessageHandler`.
 
     ``udp`` and ``tcp`` are the per-packet entry points (closures over local names: this is the
     hottest code in the server).
@@ -43,8 +51,10 @@ class QueryAnswerer:
         identity: ServerIdentity,
         cache_size: int = 200_000,
         shared: SharedResponseCache | None = None,
+        handoff: bool = False,
     ) -> None:
         self._store = store
+        self._handoff = handoff
         self._shared = shared
         self._identity = identity
         self._cache_size = cache_size
@@ -87,6 +97,8 @@ class QueryAnswerer:
                     qend = end + 5  # the question's exact bytes: its 0x20 case
                     return data[:2] + tail[:10] + data[12:qend] + tail[qend - 2 :]
                 del cache[key]
+        if self._handoff and wants_handler(data):
+            return HANDOFF
         self.misses += 1
         try:
             with self._store.snapshot() as snap:

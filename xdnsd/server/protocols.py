@@ -8,6 +8,7 @@ queries answered in order, an idle timeout and a connection limit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from zope.interface import implementer
 log = logging.getLogger("xdnsd.server")
 
 Answerer = Callable[[bytes], "bytes | None"]
+# (message, client address, over TCP?, reply) for messages the answerer hands off (b"")
+Handoff = Callable[[bytes, Any, bool, Callable[["bytes | None"], None]], None]
 
 # drain at most this many datagrams per readiness event so TCP and timers still get their turn
 UDP_BATCH = 512
@@ -32,10 +35,13 @@ UDP_BATCH = 512
 class UDPListener:
     """A bound, non-blocking UDP socket answered inline from the reactor's read events."""
 
-    def __init__(self, sock: socket.socket, answer: Answerer, reactor: Any) -> None:
+    def __init__(
+        self, sock: socket.socket, answer: Answerer, reactor: Any, handoff: Handoff | None = None
+    ) -> None:
         sock.setblocking(False)
         self.socket = sock
         self._answer = answer
+        self._handoff = handoff
         self._reactor = reactor
         self.errors = 0
 
@@ -65,13 +71,23 @@ class UDPListener:
                 continue  # e.g. an ICMP error queued on the socket
             try:
                 response = answer(data)
-                if response is not None:
+                if response:
                     sendto(response, addr)
+                elif response is not None and self._handoff is not None:
+                    self._handoff(data, addr, False, self._replier(addr))
             except OSError:
                 pass  # a full socket buffer or an unreachable client: the datagram is dropped
             except Exception:
                 self.errors += 1
                 log.exception("unexpected error answering a UDP packet from %s", addr[0])
+
+    def _replier(self, addr: Any) -> Callable[[bytes | None], None]:
+        def reply(response: bytes | None) -> None:
+            if response is not None:
+                with contextlib.suppress(OSError):  # closed or full: the client retries
+                    self.socket.sendto(response, addr)
+
+        return reply
 
     def connectionLost(self, reason: Failure) -> None:
         log.info("UDP listener closed: %s", reason.getErrorMessage())
@@ -104,6 +120,7 @@ class DNSOverTCP(Int16StringReceiver, TimeoutMixin):
         self.setTimeout(self.factory.idle_timeout)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self._lost = True
         self.setTimeout(None)
         if getattr(self, "_counted", False):
             self.factory.connections -= 1
@@ -121,6 +138,20 @@ class DNSOverTCP(Int16StringReceiver, TimeoutMixin):
             # nothing sensible to say to this message (e.g. it is a response): close, like Knot
             self._close()
             return
+        if not response and self.factory.handoff is not None:
+            transport: Any = self.transport
+            self.factory.handoff(string, transport.getPeer(), True, self._reply)
+            return
+        self.sendString(response)
+
+    def _reply(self, response: bytes | None) -> None:
+        """An answer given later (an update, after its commit); pipelining may reorder."""
+        if getattr(self, "_lost", False):
+            return
+        if response is None:
+            self._close()
+            return
+        self.resetTimeout()
         self.sendString(response)
 
     def timeoutConnection(self) -> None:
@@ -130,8 +161,15 @@ class DNSOverTCP(Int16StringReceiver, TimeoutMixin):
 class TCPFactory(protocol.ServerFactory):
     noisy = False
 
-    def __init__(self, answer: Answerer, idle_timeout: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        answer: Answerer,
+        idle_timeout: float,
+        max_connections: int,
+        handoff: Handoff | None = None,
+    ) -> None:
         self.answer = answer
+        self.handoff = handoff
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.connections = 0

@@ -8,10 +8,16 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+import dns.name
+
 from xdnsd.config import ListenAddress, ServerConfig
+from xdnsd.server.acl import UpdateAcl
 from xdnsd.server.answer import ServerIdentity
 from xdnsd.server.fastpath import QueryAnswerer
+from xdnsd.server.handler import MessageHandler
 from xdnsd.server.protocols import TCPFactory, UDPListener
+from xdnsd.server.tsig import TsigKey
+from xdnsd.server.writer import Writer
 from xdnsd.store import SharedResponseCache, Store
 
 log = logging.getLogger("xdnsd.server")
@@ -85,14 +91,22 @@ class DNSService:
     reactor: Any
     reuseport: bool
     shared_cache: SharedResponseCache | None = None
+    keys: dict[dns.name.Name, TsigKey] = field(default_factory=dict)
+    update_acls: dict[dns.name.Name, UpdateAcl] = field(default_factory=dict)
     answerer: QueryAnswerer = field(init=False)
+    writer: Writer = field(init=False)
+    handler: MessageHandler = field(init=False)
     udp: list[UDPListener] = field(default_factory=list)
     tcp_ports: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         identity = ServerIdentity(version=self.config.version, identity=self.config.identity)
         self.answerer = QueryAnswerer(
-            self.store, identity, self.config.cache_size, self.shared_cache
+            self.store, identity, self.config.cache_size, self.shared_cache, handoff=True
+        )
+        self.writer = Writer(self.store, self.reactor)
+        self.handler = MessageHandler(
+            self.store, self.writer, self.keys, self.update_acls, identity
         )
 
     def bind(self) -> list[tuple[socket.socket, socket.socket]]:
@@ -110,10 +124,13 @@ class DNSService:
 
     def start(self, sockets: list[tuple[socket.socket, socket.socket]]) -> None:
         factory = TCPFactory(
-            self.answerer.tcp, self.config.tcp_idle_timeout, self.config.tcp_max_connections
+            self.answerer.tcp,
+            self.config.tcp_idle_timeout,
+            self.config.tcp_max_connections,
+            self.handler.handle,
         )
         for udp_sock, tcp_sock in sockets:
-            listener = UDPListener(udp_sock, self.answerer.udp, self.reactor)
+            listener = UDPListener(udp_sock, self.answerer.udp, self.reactor, self.handler.handle)
             listener.start()
             self.udp.append(listener)
             port = self.reactor.adoptStreamPort(tcp_sock.fileno(), tcp_sock.family, factory)
@@ -127,3 +144,4 @@ class DNSService:
             port.stopListening()
         self.udp.clear()
         self.tcp_ports.clear()
+        self.writer.stop()

@@ -21,7 +21,8 @@ records that carry RDATA or for messages built in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from xdnsd.model import RR, Changeset, canonical_rdata
+from xdnsd.model import RR, Changeset, canonical_rdata, serial_gt
+from xdnsd.names import wire_name_end
 
 if TYPE_CHECKING:
     from xdnsd.server.answer import ZoneView
@@ -46,15 +48,14 @@ SOA = int(dns.rdatatype.SOA)
 NS = int(dns.rdatatype.NS)
 CNAME = int(dns.rdatatype.CNAME)
 WKS = int(dns.rdatatype.WKS)
+RRSIG = int(dns.rdatatype.RRSIG)
+_NOT_UPDATABLE = frozenset((int(dns.rdatatype.NSEC), int(dns.rdatatype.NSEC3)))
 
 # Types that may sit beside a CNAME (RFC 2181 10.1, RFC 4035 2.5): DNSSEC records of the name.
 CNAME_COMPATIBLE = frozenset(
     int(t)
     for t in (dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3, dns.rdatatype.KEY)
 )
-
-_SERIAL_HALF = 1 << 31
-_SERIAL_MOD = 1 << 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +64,13 @@ class UpdatePlan:
     changeset: Changeset | None  # set only when rcode is NOERROR and something changes
 
 
+_RR_HEAD = struct.Struct("!HHIH")
+
+Permit = Callable[[dns.name.Name, int], bool]
+
+
 class _ZoneReadError(Exception):
     """The zone snapshot failed to read (a system failure, RFC 2136 3.4.2.1: SERVFAIL)."""
-
-
-def serial_gt(s1: int, s2: int) -> bool:
-    """RFC 1982 3.2: s1 > s2 in sequence-space arithmetic (undefined pairs compare False)."""
-    return (s1 < s2 and s2 - s1 > _SERIAL_HALF) or (s1 > s2 and s1 - s2 < _SERIAL_HALF)
 
 
 # --- one record of a prerequisite / update section ------------------------------------------
@@ -91,16 +92,49 @@ def _absolute(rd: dns.rdata.Rdata, base: dns.name.Name) -> dns.rdata.Rdata:
     return dns.rdata.from_wire(rd.rdclass, rd.rdtype, wire, 0, len(wire))
 
 
-def _records(section: list[dns.rrset.RRset], base: dns.name.Name, relative: bool) -> Iterator[_Rec]:
-    """The section's RRs one by one, in message order, with names made absolute."""
+def _records(
+    section: list[dns.rrset.RRset],
+    base: dns.name.Name,
+    relative: bool,
+    raw_ttls: list[int] | None = None,
+) -> Iterator[_Rec]:
+    """The section's RRs one by one, in message order, with names made absolute.
+
+    ``raw_ttls`` are the TTLs as sent (``section_ttls``), one per RR: dnspython keeps no TTL for
+    an RR with empty RDATA, and a class ANY / NONE record must have TTL 0.
+    """
+    ttls = iter(raw_ttls) if raw_ttls is not None else None
     for rrset in section:
         rdclass = int(rrset.deleting) if rrset.deleting is not None else int(rrset.rdclass)
         name = rrset.name.derelativize(base)
         if len(rrset) == 0:
-            yield _Rec(name, rdclass, int(rrset.rdtype), int(rrset.ttl), None)
+            ttl = int(rrset.ttl) if ttls is None else next(ttls, int(rrset.ttl))
+            yield _Rec(name, rdclass, int(rrset.rdtype), ttl, None)
         for rd in rrset:
+            if ttls is not None:
+                next(ttls, None)
             rd = _absolute(rd, base) if relative else rd
             yield _Rec(name, rdclass, int(rrset.rdtype), int(rrset.ttl), rd)
+
+
+def section_ttls(wire: bytes) -> tuple[list[int], list[int]] | None:
+    """The TTL of every RR of the prerequisite and update sections as sent, or None when the
+    message cannot be walked (the parser will have refused it)."""
+    try:
+        zocount, prcount, upcount = struct.unpack_from("!HHH", wire, 4)
+        i = 12
+        for _ in range(zocount):
+            i = wire_name_end(wire, i) + 4
+        out: tuple[list[int], list[int]] = ([], [])
+        for section, count in enumerate((prcount, upcount)):
+            for _ in range(count):
+                i = wire_name_end(wire, i)
+                _type, _class, ttl, rdlen = _RR_HEAD.unpack_from(wire, i)
+                out[section].append(ttl)
+                i += _RR_HEAD.size + rdlen
+    except (IndexError, struct.error):
+        return None
+    return out
 
 
 def _is_meta(rdtype: int) -> bool:
@@ -176,8 +210,8 @@ def _check_prerequisites(records: list[_Rec], zone: ZoneView, origin: dns.name.N
         if rec.rdclass in (ANY_CLASS, NONE_CLASS):
             if rec.rdata is not None:
                 return dns.rcode.FORMERR
-            if rec.rdtype != ANY_TYPE and _is_meta(rec.rdtype):
-                return dns.rcode.FORMERR
+            # no meta-type check here: the 3.2.5 pseudocode has none (a meta type names no
+            # RRset, so "exists" fails NXRRSET), unlike the update prescan; BIND agrees
             rrsets = _read(zone, rec.name)
             if rec.rdclass == ANY_CLASS:
                 if rec.rdtype == ANY_TYPE:
@@ -210,8 +244,16 @@ def _read(zone: ZoneView, name: dns.name.Name) -> dict[int, dns.rrset.RRset]:
         raise _ZoneReadError(str(exc)) from exc
 
 
-def _prescan(records: list[_Rec], origin: dns.name.Name) -> int:
-    """RFC 2136 3.4.1.3 (IXFR and the other meta types refused alongside AXFR/MAILA/MAILB)."""
+def _prescan(
+    records: list[_Rec], origin: dns.name.Name, zone: ZoneView, permit: Permit | None
+) -> int:
+    """RFC 2136 3.4.1 and the update policy, record by record, as BIND's ``send_update``.
+
+    Meta types other than ANY/AXFR/MAILA/MAILB (IXFR, OPT, TSIG, ...) are refused like them.
+    NSEC and NSEC3 records, and RRSIGs below the apex, are not updatable (REFUSED, as BIND).
+    The policy's verdict (BIND's ``dns_ssutable_checkrules``) comes last for each record;
+    deleting all RRsets at a name needs permission for each type there (BIND's ssu_checkall).
+    """
     for rec in records:
         if not rec.name.is_subdomain(origin):
             return dns.rcode.NOTZONE
@@ -228,6 +270,15 @@ def _prescan(records: list[_Rec], origin: dns.name.Name) -> int:
                 return dns.rcode.FORMERR
         else:
             return dns.rcode.FORMERR
+        if rec.rdtype in _NOT_UPDATABLE or (rec.rdtype == RRSIG and rec.name != origin):
+            return dns.rcode.REFUSED
+        if permit is None:
+            continue
+        if rec.rdclass == ANY_CLASS and rec.rdtype == ANY_TYPE:
+            if not all(permit(rec.name, rdtype) for rdtype in _read(zone, rec.name)):
+                return dns.rcode.REFUSED
+        elif not permit(rec.name, rec.rdtype):
+            return dns.rcode.REFUSED
     return dns.rcode.NOERROR
 
 
@@ -298,8 +349,22 @@ def _add(rdtype: int, ttl: int, rdata: dns.rdata.Rdata, node: _Node) -> None:
     node[rdtype] = (ttl, rds)  # the added RR's TTL becomes the RRset's
 
 
-def plan_update(message: dns.message.Message, zone: ZoneView, *, origin: str) -> UpdatePlan:
-    """Decide an RFC 2136 UPDATE against one zone snapshot; ``origin`` is the provenance."""
+def plan_update(
+    message: dns.message.Message,
+    zone: ZoneView,
+    *,
+    origin: str,
+    permit: Permit | None = None,
+    raw_ttls: tuple[list[int], list[int]] | None = None,
+) -> UpdatePlan:
+    """Decide an RFC 2136 UPDATE against one zone snapshot; ``origin`` is the provenance.
+
+    Order, as BIND 9.18+: zone section; the update section prescan with the policy
+    (``permit(name, rdtype)``, None permits everything) record by record; then the
+    prerequisites; then the update.  Checking permissions before prerequisites (RFC 2136 puts
+    them after) keeps a requester from probing names it may not change.  ``raw_ttls`` are the
+    sections' TTLs from the wire (``section_ttls``), for the TTL-must-be-zero rules.
+    """
     sections = message.sections
     zsec = sections[0]
     if len(zsec) != 1 or int(zsec[0].rdtype) != SOA:
@@ -310,12 +375,14 @@ def plan_update(message: dns.message.Message, zone: ZoneView, *, origin: str) ->
     if int(zsec[0].rdclass) != IN or zname != zone.origin:
         return UpdatePlan(dns.rcode.NOTAUTH, None)
     zorigin = zone.origin
+    prereq_ttls, update_ttls = raw_ttls if raw_ttls is not None else (None, None)
     try:
-        rcode = _check_prerequisites(list(_records(sections[1], base, relative)), zone, zorigin)
+        updates = list(_records(sections[2], base, relative, update_ttls))
+        rcode = _prescan(updates, zorigin, zone, permit)
         if rcode != dns.rcode.NOERROR:
             return UpdatePlan(rcode, None)
-        updates = list(_records(sections[2], base, relative))
-        rcode = _prescan(updates, zorigin)
+        prereqs = list(_records(sections[1], base, relative, prereq_ttls))
+        rcode = _check_prerequisites(prereqs, zone, zorigin)
         if rcode != dns.rcode.NOERROR:
             return UpdatePlan(rcode, None)
         state = _State(zone)

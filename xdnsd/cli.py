@@ -134,7 +134,8 @@ def cmd_zone_history(config: Config, args: argparse.Namespace) -> int:
         rows.append(
             (
                 when.strftime("%Y-%m-%d %H:%M:%S"),
-                f"{e['serial_from']} -> {e['serial_to']}",
+                # a zone's creation has no serial before it
+                f"{'new' if e['serial_from'] is None else e['serial_from']} -> {e['serial_to']}",
                 f"+{e['added']} -{e['removed']}",
                 f"{e['dot'][0]}:{e['dot'][1]}",
                 e["origin"],

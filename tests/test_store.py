@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dns.name
@@ -14,8 +15,8 @@ import dns.rdata
 import dns.rdatatype
 import pytest
 
-from xdnsd.model import RR, ChangeOp, Changeset, Dot, decode_changeset
-from xdnsd.store import Store, StoreError
+from xdnsd.model import RR, ChangeOp, Changeset, CommitResult, Dot, decode_changeset
+from xdnsd.store import Store, StoreError, ZoneSnapshot
 from xdnsd.zonefile import create_changeset, parse_zone_text
 
 ZONE = dns.name.from_text("example.test.")
@@ -208,3 +209,75 @@ def test_sigkill_during_commits_loses_nothing(tmp_path: Path) -> None:
                 assert zone.soa().rdata.serial == 100 + count  # type: ignore[attr-defined]
         finally:
             s.close()
+
+
+# --- commit_batch: plan inside the write transaction (group commit) ---------------------------
+
+
+def soa(owner: dns.name.Name, serial: int) -> RR:
+    text = f"ns1.example.test. host.example.test. {serial} 3600 900 604800 60"
+    return RR(owner, 300, dns.rdata.from_text("IN", "SOA", text))
+
+
+def test_commit_batch_plans_see_earlier_changes_and_fail_alone(store: Store) -> None:
+    seen: list[bool] = []
+
+    def add(name: str) -> Callable[[ZoneSnapshot | None], Changeset | None]:
+        def planner(view: ZoneSnapshot | None) -> Changeset | None:
+            assert view is not None
+            owner = dns.name.from_text(name, ZONE)
+            if view.rrsets_at(owner):
+                return None  # already there: nothing to do
+            return Changeset(ZONE, added=(rr(f"{name} 300 IN A 192.0.2.9"),), origin="t")
+
+        return planner
+
+    def sees_first(view: ZoneSnapshot | None) -> Changeset | None:
+        assert view is not None
+        seen.append(bool(view.rrsets_at(dns.name.from_text("first", ZONE))))
+        return None
+
+    def broken(view: ZoneSnapshot | None) -> Changeset | None:
+        raise RuntimeError("planner bug")
+
+    def no_soa(view: ZoneSnapshot | None) -> Changeset | None:
+        # removes and adds records, then fails inside _commit_txn: a new SOA off the apex
+        return Changeset(
+            ZONE,
+            removed=(rr("www 300 IN A 192.0.2.2"),),
+            added=(soa(dns.name.from_text("x", ZONE), 1),),
+        )
+
+    missing = dns.name.from_text("nothere.test.")
+    outcomes = store.commit_batch(
+        [
+            (ZONE, add("first")),
+            (ZONE, sees_first),
+            (ZONE, broken),
+            (ZONE, no_soa),
+            (ZONE, add("first")),  # sees the first planner's record: no change
+            (missing, lambda view: None if view is None else pytest.fail("zone exists?")),
+            (ZONE, add("second")),
+        ]
+    )
+    first, nothing, error, failed, again, absent, second = outcomes
+    assert isinstance(first, CommitResult) and first.applied
+    assert seen == [True]
+    assert nothing is None and again is None and absent is None
+    assert isinstance(error, RuntimeError) and isinstance(failed, StoreError)
+    assert isinstance(second, CommitResult) and second.serial_to == first.serial_to + 1
+    with store.snapshot() as snap:
+        zone = snap.zone(ZONE)
+        # the failed change left nothing behind: www keeps both addresses
+        www = zone.rrsets_at(dns.name.from_text("www", ZONE))[dns.rdatatype.A]
+        assert len(www) == 2
+        assert zone.soa().rdata.serial == second.serial_to  # type: ignore[attr-defined]
+        assert [h["origin"] for h in snap.history(ZONE, 2)] == ["t", "t"]
+
+
+def test_operator_soa_serial_is_served(store: Store) -> None:
+    """An SOA with a larger serial (an update's SOA replacement) is served as given."""
+    result = store.commit(Changeset(ZONE, added=(soa(ZONE, 5000),)))
+    assert result.serial_to == 5000
+    after = store.commit(Changeset(ZONE, added=(rr("new 300 IN A 192.0.2.44"),)))
+    assert after.serial_to == 5001

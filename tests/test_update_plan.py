@@ -7,6 +7,7 @@ Each case runs on the message as built by dnspython and, unless it cannot be enc
 from __future__ import annotations
 
 import ast
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ import dns.update
 import pytest
 from answer.memview import MemZoneView
 
-from xdnsd.server.update import plan_update, serial_gt
+from xdnsd.server.update import ParsedUpdate, parse_update, plan_update, serial_gt
 
 ZONE = """\
 $ORIGIN example.
@@ -356,12 +357,18 @@ CASES = [
 ]
 
 
-def run(case: Case, wire: bool, zone: MemZoneView | None = None) -> None:
+def run(case: Case, wire: bool, zone: MemZoneView | None = None, raw: bool = False) -> None:
     m = dns.update.UpdateMessage(case.zone)
     case.build(m)
-    msg: dns.message.Message = m
+    msg: dns.message.Message | ParsedUpdate = m
     if wire:
         msg = dns.message.from_wire(m.to_wire())
+    if raw:  # the server's own reader, which keeps the TTLs dnspython's drops
+        parsed = parse_update(m.to_wire())
+        if parsed is None:  # unreadable: the server answers FORMERR without planning
+            assert case.rcode == dns.rcode.FORMERR
+            return
+        msg = parsed
     view = zone if zone is not None else MemZoneView.from_text(ZONE, "example.")
     plan = plan_update(msg, view, origin="key:test")
     assert dns.rcode.to_text(plan.rcode) == dns.rcode.to_text(case.rcode)
@@ -387,6 +394,45 @@ WIRE_CASES = [c for c in CASES if c.wire]
 @pytest.mark.parametrize("case", WIRE_CASES, ids=[c.id for c in WIRE_CASES])
 def test_plan_after_wire(case: Case) -> None:
     run(case, wire=True)
+
+
+@pytest.mark.parametrize("case", WIRE_CASES, ids=[c.id for c in WIRE_CASES])
+def test_plan_after_parse_update(case: Case) -> None:
+    run(case, wire=False, raw=True)
+
+
+@pytest.mark.parametrize("section", [1, 2])
+def test_parse_update_keeps_the_ttl_of_empty_records(section: int) -> None:
+    """dnspython writes and reads TTL 0 for a record without RDATA; the server's reader keeps
+    what was sent, so 'class ANY with TTL != 0' is FORMERR (RFC 2136 3.2.1, 3.4.1.3)."""
+    counts = (1, 1, 0) if section == 1 else (1, 0, 1)
+    wire = (
+        struct.pack("!HHHHHH", 7, 0x2800, *counts, 0)
+        + b"\x07example\x00"
+        + struct.pack("!HH", 6, 1)
+        + b"\x03www\xc0\x0c"
+        + struct.pack("!HHIH", 1, 255, 300, 0)  # A, class ANY, TTL 300, no RDATA
+    )
+    parsed = parse_update(wire)
+    assert parsed is not None
+    view = MemZoneView.from_text(ZONE, "example.")
+    assert plan_update(parsed, view, origin="t").rcode == dns.rcode.FORMERR
+    ok = wire[:-6] + struct.pack("!IH", 0, 0)
+    parsed = parse_update(ok)
+    assert parsed is not None
+    assert plan_update(parsed, view, origin="t").rcode == dns.rcode.NOERROR
+
+
+def test_parse_update_refuses_what_dnspython_refuses() -> None:
+    m = dns.update.UpdateMessage("example.")
+    m.add("www", 300, "A", "192.0.2.1")
+    wire = m.to_wire()
+    assert parse_update(wire) is not None
+    assert parse_update(wire + b"\x00") is None  # trailing junk
+    assert parse_update(wire[:-2]) is None  # cut short
+    bad = bytearray(wire)
+    bad[-5] = 3  # RDLENGTH 4 -> 3: an A record of 3 bytes
+    assert parse_update(bytes(bad)) is None
 
 
 class BrokenView(MemZoneView):

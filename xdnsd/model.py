@@ -11,6 +11,7 @@ import json
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import dns.name
 import dns.rdata
@@ -134,12 +135,41 @@ def hlc_next(previous: int, now_ms: int) -> int:
 _RR_HEAD = struct.Struct("!HIH")
 
 
+_NAME_WIRES: dict[tuple[bytes, ...], bytes] = {}
+_SOA_TAIL = struct.Struct("!IIIII")
+_SOA = int(dns.rdatatype.SOA)
+
+
+def name_wire(name: dns.name.Name) -> bytes:
+    """Uncompressed wire form, cached by the exact labels (so case is kept)."""
+    wire = _NAME_WIRES.get(name.labels)
+    if wire is None:
+        wire = name.to_wire()
+        assert isinstance(wire, bytes)
+        if len(_NAME_WIRES) >= 10_000:
+            _NAME_WIRES.clear()
+        _NAME_WIRES[name.labels] = wire
+    return wire
+
+
+def rdata_wire(rdata: dns.rdata.Rdata) -> bytes:
+    """Uncompressed RDATA wire form; the SOA (rewritten by every commit) without dnspython."""
+    if rdata.rdtype == _SOA:
+        soa: Any = rdata
+        return (
+            name_wire(soa.mname)
+            + name_wire(soa.rname)
+            + _SOA_TAIL.pack(soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum)
+        )
+    wire = rdata.to_wire()
+    assert isinstance(wire, bytes)
+    return wire
+
+
 def encode_rr(rr: RR) -> bytes:
     owner = rr.owner.to_wire()
     assert isinstance(owner, bytes)
-    rdata = rr.rdata.to_wire()
-    assert isinstance(rdata, bytes)
-    return encode_rr_wires(owner, rr.rdtype, rr.ttl, rdata)
+    return encode_rr_wires(owner, rr.rdtype, rr.ttl, rdata_wire(rr.rdata))
 
 
 def encode_rr_wires(owner_wire: bytes, rdtype: int, ttl: int, rdata_wire: bytes) -> bytes:

@@ -64,6 +64,7 @@ from xdnsd.model import (
     encode_rr_wires,
     encode_rrs,
     hlc_next,
+    rdata_wire,
     serial_gt,
 )
 
@@ -98,6 +99,29 @@ class StoreError(Exception):
     """A store operation that cannot be carried out (unknown zone, zone exists, bad data dir)."""
 
 
+# zone names <-> their text in the stored meta, both ways (few zones, converted every commit)
+_NAME_TEXT: dict[tuple[bytes, ...], str] = {}
+_TEXT_NAME: dict[str, dns.name.Name] = {}
+
+
+def _name_text(name: dns.name.Name) -> str:
+    text = _NAME_TEXT.get(name.labels)
+    if text is None:
+        text = name.to_text()
+        if len(_NAME_TEXT) < 100_000:
+            _NAME_TEXT[name.labels] = text
+    return text
+
+
+def _text_name(text: str) -> dns.name.Name:
+    name = _TEXT_NAME.get(text)
+    if name is None:
+        name = dns.name.from_text(text)
+        if len(_TEXT_NAME) < 100_000:
+            _TEXT_NAME[text] = name
+    return name
+
+
 @dataclass(slots=True)
 class ZoneMeta:
     name: dns.name.Name
@@ -121,7 +145,7 @@ class ZoneMeta:
             _META_HEAD.pack(self.zone_id, self.generation)
             + json.dumps(
                 {
-                    "name": self.name.to_text(),
+                    "name": _name_text(self.name),
                     "id": self.zone_id,
                     "kind": self.kind,
                     "vv": self.vv,
@@ -140,7 +164,7 @@ class ZoneMeta:
     def from_json(cls, data: bytes) -> ZoneMeta:
         d = json.loads(data[_META_HEAD.size :])
         return cls(
-            name=dns.name.from_text(d["name"]),
+            name=_text_name(d["name"]),
             zone_id=d["id"],
             kind=d["kind"],
             vv=dict(d["vv"]),
@@ -159,9 +183,7 @@ _PLAIN_TYPES = frozenset(
 
 
 def _rdata_wire(rr: RR) -> bytes:
-    wire = rr.rdata.to_wire()
-    assert isinstance(wire, bytes)
-    return wire
+    return rdata_wire(rr.rdata)
 
 
 def _rdata_digest(rr: RR, rdata_wire: bytes | None = None) -> bytes:
@@ -247,7 +269,19 @@ def _decode_value_uncached(rdtype: int, value: bytes) -> RR:
 def _replace_soa_serial(rr: RR, serial: int) -> RR:
     soa = rr.rdata
     assert isinstance(soa, dns.rdtypes.ANY.SOA.SOA)
-    return RR(rr.owner, rr.ttl, soa.replace(serial=serial))
+    # the constructor, not Rdata.replace(): that one inspects the signature on every call
+    new = dns.rdtypes.ANY.SOA.SOA(  # type: ignore[no-untyped-call]
+        soa.rdclass,
+        soa.rdtype,
+        soa.mname,
+        soa.rname,
+        serial,
+        soa.refresh,
+        soa.retry,
+        soa.expire,
+        soa.minimum,
+    )
+    return RR(rr.owner, rr.ttl, new)
 
 
 class GenerationTable:
@@ -670,21 +704,27 @@ class Store:
 
         def body(txn: Any) -> list[tuple[CommitResult | Exception | None, Any, Changeset | None]]:
             outcomes: list[tuple[CommitResult | Exception | None, Any, Changeset | None]] = []
+            current: dict[dns.name.Name, ZoneMeta] = {}
             for zone, planner in planners:
                 child = self._env.begin(write=True, parent=txn)
                 try:
-                    raw = child.get(_zone_key(zone), db=zones_db)
-                    view = (
-                        None
-                        if raw is None
-                        else ZoneSnapshot(child, records_db, ZoneMeta.from_json(raw))
-                    )
+                    # the meta an earlier change of this batch wrote, else the stored one
+                    meta = current.pop(zone, None)
+                    if meta is None:
+                        raw = child.get(_zone_key(zone), db=zones_db)
+                        meta = None if raw is None else ZoneMeta.from_json(raw)
+                    view = None if meta is None else ZoneSnapshot(child, records_db, meta)
                     cs = planner(view)
                     if cs is None:
                         child.abort()
+                        if meta is not None:
+                            current[zone] = meta  # unchanged
                         outcomes.append((None, [], None))
                         continue
-                    result, publish = self._commit_txn(child, cs, now_ms)
+                    known = meta if cs.zone == zone and cs.op is ChangeOp.CHANGE else None
+                    result, publish = self._commit_txn(child, cs, now_ms, known)
+                    if known is not None:
+                        current[zone] = known  # as _commit_txn left and wrote it
                 except (lmdb.MapFullError, lmdb.MapResizedError):
                     child.abort()
                     raise  # the whole batch is retried by _write
@@ -699,15 +739,24 @@ class Store:
 
         done = self._write(body)
         out: list[CommitResult | Exception | None] = []
-        for result, publish, cs in done:
+        latest: dict[int, int] = {}  # each generation slot is published once per batch
+        for result, publish, _cs in done:
+            if isinstance(result, CommitResult) and result.applied:
+                for slot, generation in publish:
+                    latest[slot] = max(generation, latest.get(slot, 0))
+        for slot, generation in latest.items():
+            self.generations.publish(slot, generation)
+        for result, _publish, cs in done:
             if isinstance(result, CommitResult) and cs is not None:
-                self._after_commit(result, publish, cs)
+                self._after_commit(result, [], cs)
             out.append(result)
         return out
 
     def _after_commit(
         self, result: CommitResult, publish: list[tuple[int, int]], cs: Changeset
     ) -> None:
+        """Publish the new generations (before anyone hears of the commit), then tell the
+        listeners."""
         if not result.applied:
             return
         for slot, generation in publish:
@@ -719,14 +768,15 @@ class Store:
                 log.exception("post-commit listener %r failed for zone %s", listener, cs.zone)
 
     def _commit_txn(
-        self, txn: Any, cs: Changeset, now_ms: int
+        self, txn: Any, cs: Changeset, now_ms: int, known: ZoneMeta | None = None
     ) -> tuple[CommitResult, list[tuple[int, int]]]:
+        """``known``: the zone's meta as just read in this transaction (spares a decode)."""
         zones_db = self._dbs["zones"]
         zkey = _zone_key(cs.zone)
-        raw = txn.get(zkey, db=zones_db)
+        raw = None if known is not None else txn.get(zkey, db=zones_db)
         publish: list[tuple[int, int]] = []  # generation slots to publish after the commit
         if cs.op is ChangeOp.CREATE:
-            if raw is not None:
+            if raw is not None or known is not None:
                 raise StoreError(f"zone {cs.zone} already exists")
             soa = [rr for rr in cs.added if rr.rdtype == SOA and rr.owner == cs.zone]
             if len(soa) != 1:
@@ -747,9 +797,12 @@ class Store:
             )
             publish += self._zone_set_changed(txn, cs.zone)
         else:
-            if raw is None:
+            if known is not None:
+                meta = known
+            elif raw is None:
                 raise StoreError(f"zone {cs.zone} is not in the store")
-            meta = ZoneMeta.from_json(raw)
+            else:
+                meta = ZoneMeta.from_json(raw)
 
         # causality: a local change gets the next dot of this node; a remote one keeps its own
         if cs.dot is None:
@@ -853,7 +906,9 @@ class Store:
                 meta.serial_base = (wanted - sum(meta.vv.values())) % SERIAL_MOD
         serial_to = meta.serial
         new_soa = _replace_soa_serial(base_soa, serial_to)
-        txn.put(soa_key, _encode_value(new_soa, hlc, dot), db=records)
+        soa_value = _encode_value(new_soa, hlc, dot)
+        txn.put(soa_key, soa_value, db=records)
+        _DECODED[(SOA, soa_value)] = new_soa  # the next commit and the answers read it back
 
         meta.sequence += 1
         meta.generation += 1

@@ -80,6 +80,8 @@ class QueryAnswerer:
         return answer
 
     def _answer_miss(self, data: bytes, tcp: bool) -> bytes | None:
+        if self._handoff and wants_handler(data):
+            return HANDOFF  # never cached: no need to look
         cache = self._caches[tcp]
         end = data.find(b"\x00", 12)
         key = b""
@@ -97,8 +99,6 @@ class QueryAnswerer:
                     qend = end + 5  # the question's exact bytes: its 0x20 case
                     return data[:2] + tail[:10] + data[12:qend] + tail[qend - 2 :]
                 del cache[key]
-        if self._handoff and wants_handler(data):
-            return HANDOFF
         self.misses += 1
         try:
             with self._store.snapshot() as snap:

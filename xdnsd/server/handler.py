@@ -33,7 +33,7 @@ from xdnsd.server import tsig
 from xdnsd.server.acl import Requester, UpdateAcl
 from xdnsd.server.answer import EDNS_PAYLOAD, ServerIdentity, answer_wire
 from xdnsd.server.render import max_response_size, parse_query
-from xdnsd.server.update import UpdatePlan, plan_update, section_ttls
+from xdnsd.server.update import UpdatePlan, parse_update, plan_update
 from xdnsd.server.writer import Outcome, Writer
 from xdnsd.store import Store, ZoneSnapshot
 
@@ -138,24 +138,22 @@ class MessageHandler:
                 response = response[:10] + struct.pack("!H", arcount) + response[12:] + _OPT
             send(response)
 
-        try:
-            message = dns.message.from_wire(body, keyring=False)
-        except Exception as exc:  # dnspython raises many kinds for malformed input
-            log.info("FORMERR to %s: unreadable update: %s", _host(address), exc)
+        message = parse_update(body)
+        if message is None:
+            log.info("FORMERR to %s: unreadable update", _host(address))
             answer(dns.rcode.FORMERR)
             return
-        edns = message.edns >= 0
-        zone_section = message.sections[0]
-        if len(zone_section) != 1 or int(zone_section[0].rdtype) != _SOA:
+        edns = message.edns
+        if len(message.zone) != 1 or message.zone[0][1] != _SOA:
             answer(dns.rcode.FORMERR)
             return
-        zone = zone_section[0].name
+        zone, _type, zone_class = message.zone[0]
         requester = Requester(
             signature.key.name if signature is not None and signature.key is not None else None,
             ipaddress.ip_address(_host(address)),
         )
         meta = self._store.zone_for(zone)
-        if int(zone_section[0].rdclass) != _IN or meta is None or meta.name != zone:
+        if zone_class != _IN or meta is None or meta.name != zone:
             log.warning(
                 "update from %s for zone %s: not served here (NOTAUTH)", requester.describe(), zone
             )
@@ -173,7 +171,6 @@ class MessageHandler:
             answer(dns.rcode.REFUSED)
             return
 
-        raw_ttls = section_ttls(body)
         denied: list[tuple[dns.name.Name, int]] = []
 
         def permit(name: dns.name.Name, rdtype: int) -> bool:
@@ -188,9 +185,7 @@ class MessageHandler:
             if view is None:  # the zone was dropped meanwhile
                 plans.append(UpdatePlan(dns.rcode.NOTAUTH, None))
                 return None
-            plan = plan_update(
-                message, view, origin=requester.provenance, permit=permit, raw_ttls=raw_ttls
-            )
+            plan = plan_update(message, view, origin=requester.provenance, permit=permit)
             plans.append(plan)
             return plan.changeset
 
@@ -209,15 +204,16 @@ class MessageHandler:
                     name,
                     dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype)),
                 )
-            elif isinstance(outcome, CommitResult) and outcome.applied:
-                log.info(
+            answer(rcode)
+            if isinstance(outcome, CommitResult) and outcome.applied and log.isEnabledFor(10):
+                # debug only: every committed update is in the zone history (xdnsd zone history)
+                log.debug(
                     "update to zone %s by %s: serial %s -> %s",
                     zone,
                     requester.provenance,
                     outcome.serial_from,
                     outcome.serial_to,
                 )
-            answer(rcode)
 
         try:
             self._writer.submit(zone, planner).addCallback(done)

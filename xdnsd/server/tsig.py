@@ -13,16 +13,15 @@ from __future__ import annotations
 import hmac
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dns.name
 import dns.rcode
-import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.TSIG
 import dns.tsig
 
+from xdnsd.model import name_wire
 from xdnsd.names import wire_name_end
 
 TSIG_TYPE = int(dns.rdatatype.TSIG)
@@ -58,13 +57,82 @@ class TsigKey:
     algorithm: dns.name.Name
     secret: bytes
     allow_truncated: bool = False  # accept MACs truncated to the RFC 8945 minimum
+    _keyed: hmac.HMAC = field(init=False, repr=False, compare=False, hash=False)
 
     @property
-    def dnspython(self) -> dns.tsig.Key:
-        return dns.tsig.Key(self.name, self.secret, self.algorithm)
+    def digest(self) -> str:
+        """The hashlib name of the key's HMAC digest."""
+        return _HASHES[self.algorithm]
+
+    def hmac(self) -> hmac.HMAC:
+        """A fresh HMAC context for this key (a copy of a keyed one: no key schedule)."""
+        return self._keyed.copy()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_keyed", hmac.new(self.secret, digestmod=_HASHES[self.algorithm]))
 
 
 Keyring = Mapping[dns.name.Name, TsigKey]
+
+_HASHES = {
+    dns.tsig.HMAC_MD5: "md5",
+    dns.tsig.HMAC_SHA1: "sha1",
+    dns.tsig.HMAC_SHA224: "sha224",
+    dns.tsig.HMAC_SHA256: "sha256",
+    dns.tsig.HMAC_SHA384: "sha384",
+    dns.tsig.HMAC_SHA512: "sha512",
+}
+_FIXED = struct.Struct("!HIHH")  # time signed (48 bits), fudge, MAC size
+_TAIL = struct.Struct("!HHH")  # original ID, error, other length
+
+
+@dataclass(frozen=True, slots=True)
+class TsigRecord:
+    """The RDATA of a TSIG record (RFC 8945 4.2), read and written without dnspython's Rdata
+    machinery (this is on the path of every signed message)."""
+
+    algorithm: dns.name.Name
+    time_signed: int
+    fudge: int
+    mac: bytes
+    original_id: int
+    error: int
+    other: bytes
+
+    @classmethod
+    def from_wire(cls, wire: bytes, offset: int, rdlen: int) -> TsigRecord:
+        algorithm, used = dns.name.from_wire(wire, offset)
+        i = offset + used
+        high, low, fudge, mac_size = _FIXED.unpack_from(wire, i)
+        i += _FIXED.size
+        mac = wire[i : i + mac_size]
+        i += mac_size
+        original_id, error, other_len = _TAIL.unpack_from(wire, i)
+        i += _TAIL.size
+        other = wire[i : i + other_len]
+        if len(mac) != mac_size or len(other) != other_len or i + other_len != offset + rdlen:
+            raise ValueError("TSIG RDATA length does not add up")
+        return cls(algorithm, (high << 32) | low, fudge, mac, original_id, error, other)
+
+    def to_wire(self) -> bytes:
+        time = self.time_signed
+        return (
+            name_wire(self.algorithm)
+            + _FIXED.pack((time >> 32) & 0xFFFF, time & 0xFFFFFFFF, self.fudge, len(self.mac))
+            + self.mac
+            + _TAIL.pack(self.original_id, self.error, len(self.other))
+            + self.other
+        )
+
+    def variables(self) -> bytes:
+        """The TSIG variables after the key name, class and TTL (RFC 8945 4.3.3)."""
+        time = self.time_signed
+        return (
+            name_wire(self.algorithm).lower()
+            + struct.pack("!HIH", (time >> 32) & 0xFFFF, time & 0xFFFFFFFF, self.fudge)
+            + struct.pack("!HH", self.error, len(self.other))
+            + self.other
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +140,7 @@ class Signature:
     """The TSIG of a request and what verifying it found."""
 
     owner: dns.name.Name  # the key name as the request spelled it
-    rdata: dns.rdtypes.ANY.TSIG.TSIG
+    rdata: TsigRecord
     start: int  # offset of the TSIG record in the request
     key: TsigKey | None  # None when the key is unknown (error BADKEY)
     error: int  # 0 or BADSIG / BADKEY / BADTIME / BADTRUNC
@@ -113,7 +181,7 @@ def locate(wire: bytes) -> tuple[int, int] | None:
             i = wire_name_end(wire, i)
             _rdtype, _rdclass, _ttl, rdlen = _RR_HEAD.unpack_from(wire, i)
             i += _RR_HEAD.size + rdlen
-        if i != len(wire) or i > len(wire):
+        if i != len(wire):
             return None
         name_end = wire_name_end(wire, start)
         if struct.unpack_from("!H", wire, name_end)[0] != TSIG_TYPE:
@@ -133,14 +201,11 @@ def verify(wire: bytes, keyring: Keyring, now: int) -> Signature | None:
         owner, used = dns.name.from_wire(wire, start)
         name_end = start + used
         _t, rdclass, ttl, rdlen = _RR_HEAD.unpack_from(wire, name_end)
-        rdata = dns.rdata.from_wire(
-            dns.rdataclass.ANY, dns.rdatatype.TSIG, wire, name_end + _RR_HEAD.size, rdlen
-        )
-    except Exception as exc:  # dnspython raises many kinds for malformed RDATA
+        rdata = TsigRecord.from_wire(wire, name_end + _RR_HEAD.size, rdlen)
+    except Exception as exc:  # dnspython raises many kinds for malformed names
         raise TsigFormError(f"unreadable TSIG record: {exc}") from None
     if rdclass != ANY_CLASS or ttl != 0:
         raise TsigFormError("TSIG record must have class ANY and TTL 0")
-    assert isinstance(rdata, dns.rdtypes.ANY.TSIG.TSIG)
     key = keyring.get(owner)
     if key is None or key.algorithm != rdata.algorithm:
         return Signature(owner, rdata, start, None, BADKEY)
@@ -149,8 +214,8 @@ def verify(wire: bytes, keyring: Keyring, now: int) -> Signature | None:
     if len(mac) > full or len(mac) < max(10, full // 2):
         # RFC 8945 5.2.2.1: FORMERR; the answer carries an unsigned TSIG with BADSIG, as BIND's
         return Signature(owner, rdata, start, key, BADSIG, formerr=True)
-    unsigned = wire[:10] + struct.pack("!H", struct.unpack_from("!H", wire, 10)[0] - 1)
-    unsigned += wire[12:start]
+    arcount = struct.unpack_from("!H", wire, 10)[0] - 1
+    unsigned = wire[:10] + struct.pack("!H", arcount) + wire[12:start]
     expected = _mac(unsigned, key, rdata, b"")
     if not hmac.compare_digest(expected[: len(mac)], mac):
         return Signature(owner, rdata, start, key, BADSIG)
@@ -161,18 +226,16 @@ def verify(wire: bytes, keyring: Keyring, now: int) -> Signature | None:
     return Signature(owner, rdata, start, key, 0)
 
 
-def _mac(wire: bytes, key: TsigKey, rdata: dns.rdtypes.ANY.TSIG.TSIG, request_mac: bytes) -> bytes:
-    """The full MAC of ``wire`` (a message without its TSIG, ID as sent) with these variables."""
-    ctx = dns.tsig.get_context(key.dnspython)  # type: ignore[no-untyped-call]
+def _mac(wire: bytes, key: TsigKey, rdata: TsigRecord, request_mac: bytes) -> bytes:
+    """The full MAC of ``wire`` (a message without its TSIG) with these TSIG variables: the
+    request MAC (for a response), the message with the original ID, then the variables."""
+    ctx = key.hmac()
     if request_mac:
         ctx.update(struct.pack("!H", len(request_mac)) + request_mac)
     ctx.update(struct.pack("!H", rdata.original_id) + wire[2:])
-    ctx.update(key.name.to_digestable() + struct.pack("!HI", ANY_CLASS, 0))
-    ctx.update(key.algorithm.to_digestable())
-    time = rdata.time_signed
-    ctx.update(struct.pack("!HIH", (time >> 32) & 0xFFFF, time & 0xFFFFFFFF, rdata.fudge))
-    ctx.update(struct.pack("!HH", rdata.error, len(rdata.other)) + rdata.other)
-    return bytes(ctx.sign())
+    ctx.update(name_wire(key.name).lower() + struct.pack("!HI", ANY_CLASS, 0))
+    ctx.update(rdata.variables())
+    return ctx.digest()
 
 
 def strip(wire: bytes, signature: Signature) -> bytes:
@@ -181,11 +244,9 @@ def strip(wire: bytes, signature: Signature) -> bytes:
     return wire[:10] + struct.pack("!H", arcount) + wire[12 : signature.start]
 
 
-def _append(wire: bytes, owner: dns.name.Name, rdata: dns.rdata.Rdata) -> bytes:
+def _append(wire: bytes, owner: dns.name.Name, rdata: TsigRecord) -> bytes:
     rdata_wire = rdata.to_wire()
-    owner_wire = owner.to_wire()
-    assert rdata_wire is not None and owner_wire is not None
-    record = owner_wire + _RR_HEAD.pack(TSIG_TYPE, ANY_CLASS, 0, len(rdata_wire))
+    record = name_wire(owner) + _RR_HEAD.pack(TSIG_TYPE, ANY_CLASS, 0, len(rdata_wire))
     arcount = struct.unpack_from("!H", wire, 10)[0] + 1
     return wire[:10] + struct.pack("!H", arcount) + wire[12:] + record + rdata_wire
 
@@ -199,33 +260,26 @@ def sign_response(response: bytes, signature: Signature, now: int) -> bytes:
     """
     request = signature.rdata
     if signature.error in (BADKEY, BADSIG) or signature.key is None:
-        rdata = request.replace(
-            time_signed=now,
-            mac=b"",
-            original_id=request.original_id,
-            error=signature.error,
-            other=b"",
+        unsigned = TsigRecord(
+            request.algorithm, now, request.fudge, b"", request.original_id, signature.error, b""
         )
-        return _append(response, signature.owner, rdata)
+        return _append(response, signature.owner, unsigned)
     key = signature.key
     time = now
     other = b""
     if signature.error == BADTIME:
         time = request.time_signed
         other = struct.pack("!HI", (now >> 32) & 0xFFFF, now & 0xFFFFFFFF)
-    template = request.replace(
-        time_signed=time,
-        fudge=DEFAULT_FUDGE if signature.error == 0 else request.fudge,
-        mac=b"",
-        original_id=request.original_id,
-        error=signature.error,
-        other=other,
+    fudge = DEFAULT_FUDGE if signature.error == 0 else request.fudge
+    template = TsigRecord(
+        request.algorithm, time, fudge, b"", request.original_id, signature.error, other
     )
-    assert isinstance(template, dns.rdtypes.ANY.TSIG.TSIG)
     # RFC 8945 4.3: a response's MAC is computed with the original ID (the request's)
-    wire = struct.pack("!H", request.original_id) + response[2:]
-    mac = _mac(wire, key, template, request.mac)
-    return _append(response, signature.owner, template.replace(mac=mac))
+    mac = _mac(response, key, template, request.mac)
+    signed = TsigRecord(
+        request.algorithm, time, fudge, mac, request.original_id, signature.error, other
+    )
+    return _append(response, signature.owner, signed)
 
 
 def error_response(request: bytes, question_end: int, rcode: int) -> bytes:

@@ -1,22 +1,21 @@
 """RFC 2136 dynamic update, the pure planning step: message + zone snapshot -> rcode + Changeset.
 
-Core layer (stdlib + dnspython; no I/O, no clock).  The caller finds the zone (longest match on
-the zone section's name), checks permissions (TSIG / ACL, RFC 2136 3.3), and hands the resulting
-:class:`Changeset` to ``store.commit()``.  This module only decides:
+Core layer (stdlib + dnspython; no I/O, no clock).  The caller verifies the TSIG, finds the zone
+and hands the resulting :class:`Changeset` to ``store.commit()``.  This module decides, in BIND
+9.18's order:
 
 * zone section (3.1): exactly one RR of type SOA else FORMERR; name and class must be the served
   zone's origin and IN else NOTAUTH;
+* update prescan (3.4.1) and the update policy, record by record (NOTZONE, FORMERR, REFUSED);
 * prerequisites (3.2), in message order, value-dependent RRsets compared after the loop as in the
   RFC's pseudocode (3.2.5);
-* update prescan (3.4.1);
 * update section (3.4.2), applied in order to an in-memory copy of the touched names; the
   changeset is the difference between the state before and after.
 
-dnspython notes: a parsed UPDATE message carries class ANY / NONE records as RRsets of class IN
-with ``deleting`` set (records built in memory with ``present`` / ``absent`` / ``delete()`` may
-instead carry the meta class in ``rdclass``); both spellings are accepted.  dnspython drops the
-TTL of a record with empty RDATA when parsing, so the "TTL must be 0" checks can only fire for
-records that carry RDATA or for messages built in memory.
+The server reads messages with ``parse_update`` (TTLs as sent).  Messages built with dnspython
+are accepted too: class ANY / NONE records come as RRsets of class IN with ``deleting`` set (or,
+built in memory, with the meta class in ``rdclass``); dnspython drops the TTL of a parsed record
+with empty RDATA, so with its parser the "TTL must be 0" checks only see records with RDATA.
 """
 
 from __future__ import annotations
@@ -49,6 +48,7 @@ NS = int(dns.rdatatype.NS)
 CNAME = int(dns.rdatatype.CNAME)
 WKS = int(dns.rdatatype.WKS)
 RRSIG = int(dns.rdatatype.RRSIG)
+OPT = int(dns.rdatatype.OPT)
 _NOT_UPDATABLE = frozenset((int(dns.rdatatype.NSEC), int(dns.rdatatype.NSEC3)))
 
 # Types that may sit beside a CNAME (RFC 2181 10.1, RFC 4035 2.5): DNSSEC records of the name.
@@ -92,49 +92,88 @@ def _absolute(rd: dns.rdata.Rdata, base: dns.name.Name) -> dns.rdata.Rdata:
     return dns.rdata.from_wire(rd.rdclass, rd.rdtype, wire, 0, len(wire))
 
 
-def _records(
-    section: list[dns.rrset.RRset],
-    base: dns.name.Name,
-    relative: bool,
-    raw_ttls: list[int] | None = None,
-) -> Iterator[_Rec]:
-    """The section's RRs one by one, in message order, with names made absolute.
-
-    ``raw_ttls`` are the TTLs as sent (``section_ttls``), one per RR: dnspython keeps no TTL for
-    an RR with empty RDATA, and a class ANY / NONE record must have TTL 0.
-    """
-    ttls = iter(raw_ttls) if raw_ttls is not None else None
+def _records(section: list[dns.rrset.RRset], base: dns.name.Name, relative: bool) -> Iterator[_Rec]:
+    """The section's RRs one by one, in message order, with names made absolute."""
     for rrset in section:
         rdclass = int(rrset.deleting) if rrset.deleting is not None else int(rrset.rdclass)
         name = rrset.name.derelativize(base)
         if len(rrset) == 0:
-            ttl = int(rrset.ttl) if ttls is None else next(ttls, int(rrset.ttl))
-            yield _Rec(name, rdclass, int(rrset.rdtype), ttl, None)
+            yield _Rec(name, rdclass, int(rrset.rdtype), int(rrset.ttl), None)
         for rd in rrset:
-            if ttls is not None:
-                next(ttls, None)
             rd = _absolute(rd, base) if relative else rd
             yield _Rec(name, rdclass, int(rrset.rdtype), int(rrset.ttl), rd)
 
 
-def section_ttls(wire: bytes) -> tuple[list[int], list[int]] | None:
-    """The TTL of every RR of the prerequisite and update sections as sent, or None when the
-    message cannot be walked (the parser will have refused it)."""
+@dataclass(frozen=True, slots=True)
+class ParsedUpdate:
+    """An UPDATE read straight from the wire (``parse_update``): the sections as records, in
+    message order, TTLs as sent."""
+
+    zone: list[tuple[dns.name.Name, int, int]]  # (name, type, class) of the zone section
+    prerequisites: list[_Rec]
+    updates: list[_Rec]
+    edns: bool  # the message has an OPT record
+
+
+def parse_update(wire: bytes) -> ParsedUpdate | None:
+    """The records of an UPDATE message, or None when it is malformed (FORMERR).
+
+    A direct reader (dnspython's message machinery costs more than the rest of an update):
+    names and RDATA are still dnspython's.  Malformed means what it means to dnspython's
+    ``UpdateMessage`` reader: unreadable names or RDATA, RDATA on a class ANY record or on a
+    class NONE prerequisite, a second OPT, bytes left over.  Unlike that reader, the TTL of an
+    RR with empty RDATA is kept, so RFC 2136's "TTL must be zero" rules can be checked.  The
+    TSIG must already be stripped.
+    """
     try:
-        zocount, prcount, upcount = struct.unpack_from("!HHH", wire, 4)
+        zocount, prcount, upcount, adcount = struct.unpack_from("!HHHH", wire, 4)
         i = 12
+        zone = []
         for _ in range(zocount):
-            i = wire_name_end(wire, i) + 4
-        out: tuple[list[int], list[int]] = ([], [])
-        for section, count in enumerate((prcount, upcount)):
+            name, used = dns.name.from_wire(wire, i)
+            rdtype, rdclass = struct.unpack_from("!HH", wire, i + used)
+            i += used + 4
+            zone.append((name, rdtype, rdclass))
+        sections: tuple[list[_Rec], list[_Rec]] = ([], [])
+        for number, count in enumerate((prcount, upcount)):
+            out = sections[number]
             for _ in range(count):
-                i = wire_name_end(wire, i)
-                _type, _class, ttl, rdlen = _RR_HEAD.unpack_from(wire, i)
-                out[section].append(ttl)
-                i += _RR_HEAD.size + rdlen
-    except (IndexError, struct.error):
+                name, used = dns.name.from_wire(wire, i)
+                rdtype, rdclass, ttl, rdlen = _RR_HEAD.unpack_from(wire, i + used)
+                i += used + _RR_HEAD.size
+                if i + rdlen > len(wire):
+                    return None
+                rdata: dns.rdata.Rdata | None = None
+                if rdclass == ANY_CLASS or (rdclass == NONE_CLASS and number == 0):
+                    if rdlen:
+                        return None  # these carry no RDATA (RFC 2136 2.4, 2.5)
+                else:
+                    rdata_class = IN if rdclass == NONE_CLASS else rdclass
+                    rdata = dns.rdata.from_wire(
+                        dns.rdataclass.RdataClass.make(rdata_class),
+                        dns.rdatatype.RdataType.make(rdtype),
+                        wire,
+                        i,
+                        rdlen,
+                    )
+                    if ttl > 0x7FFFFFFF:
+                        ttl = 0  # RFC 2181 8
+                i += rdlen
+                out.append(_Rec(name, rdclass, rdtype, ttl, rdata))
+        edns = False
+        for _ in range(adcount):
+            name_end = wire_name_end(wire, i)
+            rdtype, _rdclass, _ttl, rdlen = _RR_HEAD.unpack_from(wire, name_end)
+            if rdtype == OPT:
+                if edns or name_end != i + 1:
+                    return None  # a second OPT, or one not owned by the root
+                edns = True
+            i = name_end + _RR_HEAD.size + rdlen
+        if i != len(wire):
+            return None
+    except Exception:  # dnspython raises many kinds of errors for malformed input
         return None
-    return out
+    return ParsedUpdate(zone, sections[0], sections[1], edns)
 
 
 def _is_meta(rdtype: int) -> bool:
@@ -350,38 +389,43 @@ def _add(rdtype: int, ttl: int, rdata: dns.rdata.Rdata, node: _Node) -> None:
 
 
 def plan_update(
-    message: dns.message.Message,
+    message: dns.message.Message | ParsedUpdate,
     zone: ZoneView,
     *,
     origin: str,
     permit: Permit | None = None,
-    raw_ttls: tuple[list[int], list[int]] | None = None,
 ) -> UpdatePlan:
     """Decide an RFC 2136 UPDATE against one zone snapshot; ``origin`` is the provenance.
 
-    Order, as BIND 9.18+: zone section; the update section prescan with the policy
-    (``permit(name, rdtype)``, None permits everything) record by record; then the
-    prerequisites; then the update.  Checking permissions before prerequisites (RFC 2136 puts
-    them after) keeps a requester from probing names it may not change.  ``raw_ttls`` are the
-    sections' TTLs from the wire (``section_ttls``), for the TTL-must-be-zero rules.
+    ``message`` is a dnspython message (names may be relative to its origin) or what
+    ``parse_update`` read from the wire (which keeps the TTLs dnspython drops).  Order, as BIND
+    9.18+: zone section; the update section prescan with the policy (``permit(name, rdtype)``,
+    None permits everything) record by record; then the prerequisites; then the update.
+    Checking permissions before prerequisites (RFC 2136 puts them after) keeps a requester from
+    probing names it may not change.
     """
-    sections = message.sections
-    zsec = sections[0]
-    if len(zsec) != 1 or int(zsec[0].rdtype) != SOA:
-        return UpdatePlan(dns.rcode.FORMERR, None)
-    relative = message.origin is not None  # built in memory: names may be relative to it
-    base = message.origin if message.origin is not None else zone.origin
-    zname = zsec[0].name.derelativize(base)
-    if int(zsec[0].rdclass) != IN or zname != zone.origin:
+    if isinstance(message, ParsedUpdate):
+        if len(message.zone) != 1 or message.zone[0][1] != SOA:
+            return UpdatePlan(dns.rcode.FORMERR, None)
+        zname, _type, zclass = message.zone[0]
+        prereqs, updates = message.prerequisites, message.updates
+    else:
+        sections = message.sections
+        zsec = sections[0]
+        if len(zsec) != 1 or int(zsec[0].rdtype) != SOA:
+            return UpdatePlan(dns.rcode.FORMERR, None)
+        relative = message.origin is not None  # built in memory: names may be relative
+        base = message.origin if message.origin is not None else zone.origin
+        zname, zclass = zsec[0].name.derelativize(base), int(zsec[0].rdclass)
+        prereqs = list(_records(sections[1], base, relative))
+        updates = list(_records(sections[2], base, relative))
+    if zclass != IN or zname != zone.origin:
         return UpdatePlan(dns.rcode.NOTAUTH, None)
     zorigin = zone.origin
-    prereq_ttls, update_ttls = raw_ttls if raw_ttls is not None else (None, None)
     try:
-        updates = list(_records(sections[2], base, relative, update_ttls))
         rcode = _prescan(updates, zorigin, zone, permit)
         if rcode != dns.rcode.NOERROR:
             return UpdatePlan(rcode, None)
-        prereqs = list(_records(sections[1], base, relative, prereq_ttls))
         rcode = _check_prerequisites(prereqs, zone, zorigin)
         if rcode != dns.rcode.NOERROR:
             return UpdatePlan(rcode, None)

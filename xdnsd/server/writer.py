@@ -71,8 +71,9 @@ class Writer:
                 outcomes = [exc] * len(batch)
             self.batches += 1
             self.changes += len(batch)
-            for (_zone, _planner, d), outcome in zip(batch, outcomes, strict=True):
-                self._reactor.callFromThread(d.callback, outcome)
+            # one wake-up of the reactor per batch, not per change
+            fired = [(d, o) for (_z, _p, d), o in zip(batch, outcomes, strict=True)]
+            self._reactor.callFromThread(_fire, fired)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Commit what is queued, then end the thread."""
@@ -80,3 +81,8 @@ class Writer:
             self._stopping = True
             self._wake.notify()
         self._thread.join(timeout)
+
+
+def _fire(results: list[tuple[Deferred[Outcome], Outcome]]) -> None:
+    for d, outcome in results:
+        d.callback(outcome)

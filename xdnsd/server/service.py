@@ -145,3 +145,9 @@ class DNSService:
         self.udp.clear()
         self.tcp_ports.clear()
         self.writer.stop()
+        if self.writer.changes:
+            log.info(
+                "writer: %d changes committed in %d transactions",
+                self.writer.changes,
+                self.writer.batches,
+            )

@@ -263,7 +263,14 @@ def bind_spec(work: str, zone_file: str, port: int, workers: int) -> ServerSpec:
     os.makedirs(d, exist_ok=True)
     conf = os.path.join(d, "named.conf")
     with open(conf, "w") as f:
-        f.write(f"""options {{
+        f.write(named_options(d, port, "check-integrity no;"))
+        f.write(f'zone "{ZONE}" {{ type primary; file "{zone_file}"; }};\n')
+    return named_spec(conf, d, port, workers)
+
+
+def named_options(d: str, port: int, extra: str = "") -> str:
+    """named.conf ``options`` (and empty ``controls``) for a benchmark BIND in directory ``d``."""
+    return f"""options {{
     directory "{d}";
     pid-file "{d}/named.pid";
     session-keyfile "{d}/session.key";
@@ -275,11 +282,13 @@ def bind_spec(work: str, zone_file: str, port: int, workers: int) -> ServerSpec:
     notify no;
     minimal-responses yes;
     querylog no;
-    check-integrity no;
+    {extra}
 }};
 controls {{ }};
-zone "{ZONE}" {{ type primary; file "{zone_file}"; }};
-""")
+"""
+
+
+def named_spec(conf: str, d: str, port: int, workers: int) -> ServerSpec:
     return ServerSpec(
         "bind",
         ["named", "-g", "-4", "-c", conf, "-n", str(workers)],

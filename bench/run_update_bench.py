@@ -141,36 +141,16 @@ def bind_update_spec(work: str, port: int, workers: int, secret: str) -> c.Serve
     zone_file = write_zone(d)
     conf = os.path.join(d, "named.conf")
     with open(conf, "w") as f:
-        f.write(f"""key "{KEY_NAME}" {{ algorithm {ALGORITHM}; secret "{secret}"; }};
-options {{
-    directory "{d}";
-    pid-file "{d}/named.pid";
-    session-keyfile "{d}/session.key";
-    managed-keys-directory "{d}";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    notify no;
-    minimal-responses yes;
-    querylog no;
-}};
-controls {{ }};
-zone "{ORIGIN.rstrip(".")}" {{
+        f.write(f'key "{KEY_NAME}" {{ algorithm {ALGORITHM}; secret "{secret}"; }};\n')
+        f.write(c.named_options(d, port))
+        f.write(f"""zone "{ORIGIN.rstrip(".")}" {{
     type primary;
     file "{zone_file}";
     update-policy {{ grant {KEY_NAME} zonesub ANY; }};
     allow-transfer {{ key {KEY_NAME}; }};
 }};
 """)
-    return c.ServerSpec(
-        "bind",
-        ["named", "-g", "-4", "-c", conf, "-n", str(workers)],
-        d,
-        port,
-        workers,
-        os.path.join(d, "stderr.log"),
-    )
+    return c.named_spec(conf, d, port, workers)
 
 
 def knot_update_spec(

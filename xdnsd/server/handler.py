@@ -215,8 +215,12 @@ class MessageHandler:
                     outcome.serial_to,
                 )
 
+        def failed(failure: Any) -> None:
+            log.error("answering an update for zone %s failed: %s", zone, failure.getTraceback())
+            answer(dns.rcode.SERVFAIL)
+
         try:
-            self._writer.submit(zone, planner).addCallback(done)
+            self._writer.submit(zone, planner).addCallback(done).addErrback(failed)
         except RuntimeError:  # shutting down
             answer(dns.rcode.SERVFAIL)
 

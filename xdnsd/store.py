@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -523,6 +523,17 @@ class Snapshot:
         return count
 
 
+@dataclass(slots=True)
+class _Applied:
+    """What applying a changeset's records really did (``Store._apply_records``)."""
+
+    removed: list[RR] = field(default_factory=list)
+    added: list[RR] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)  # wire forms of ``added``, for the oplog
+    old_soa: RR | None = None  # the SOA the changeset removed
+    new_soa: RR | None = None  # the SOA the changeset added (its serial may be replaced)
+
+
 CommitListener = Callable[[CommitResult, Changeset], None]
 # decides a change inside the writer's transaction from the zone as it stands (see commit_batch)
 Planner = Callable[["ZoneSnapshot | None"], "Changeset | None"]
@@ -770,39 +781,11 @@ class Store:
     def _commit_txn(
         self, txn: Any, cs: Changeset, now_ms: int, known: ZoneMeta | None = None
     ) -> tuple[CommitResult, list[tuple[int, int]]]:
-        """``known``: the zone's meta as just read in this transaction (spares a decode)."""
-        zones_db = self._dbs["zones"]
-        zkey = _zone_key(cs.zone)
-        raw = None if known is not None else txn.get(zkey, db=zones_db)
-        publish: list[tuple[int, int]] = []  # generation slots to publish after the commit
-        if cs.op is ChangeOp.CREATE:
-            if raw is not None or known is not None:
-                raise StoreError(f"zone {cs.zone} already exists")
-            soa = [rr for rr in cs.added if rr.rdtype == SOA and rr.owner == cs.zone]
-            if len(soa) != 1:
-                raise StoreError(f"zone {cs.zone}: a new zone needs exactly one apex SOA")
-            file_serial = int(soa[0].rdata.serial)  # type: ignore[attr-defined]
-            zone_id = _U32.unpack(txn.get(b"next_zone_id", db=self._dbs["meta"]))[0]
-            txn.put(b"next_zone_id", _U32.pack(zone_id + 1), db=self._dbs["meta"])
-            meta = ZoneMeta(
-                name=cs.zone,
-                zone_id=zone_id,
-                kind="primary",
-                vv={},
-                # the first commit adds one to the vector sum: serve the file's serial
-                serial_base=(file_serial - 1) % (1 << 32),
-                generation=0,
-                sequence=0,
-                hlc=0,
-            )
-            publish += self._zone_set_changed(txn, cs.zone)
-        else:
-            if known is not None:
-                meta = known
-            elif raw is None:
-                raise StoreError(f"zone {cs.zone} is not in the store")
-            else:
-                meta = ZoneMeta.from_json(raw)
+        """Apply ``cs`` inside ``txn``: (result, generation slots to publish after the commit).
+
+        ``known``: the zone's meta as just read in this transaction (spares a decode).
+        """
+        meta, publish = self._meta_for(txn, cs, known)
 
         # causality: a local change gets the next dot of this node; a remote one keeps its own
         if cs.dot is None:
@@ -818,7 +801,7 @@ class Store:
 
         if cs.op is ChangeOp.DROP:
             self._drop_zone_txn(txn, meta)
-            txn.delete(zkey, db=zones_db)
+            txn.delete(_zone_key(cs.zone), db=self._dbs["zones"])
             res = CommitResult(
                 cs.zone, dot, hlc, meta.serial, meta.serial, meta.generation + 1, True
             )
@@ -826,82 +809,32 @@ class Store:
             publish.append((meta.zone_id, meta.generation + 1))
             return res, publish
 
-        records = self._dbs["records"]
-        tombstones = self._dbs["tombstones"]
-        zid = meta.zone_id
         serial_from = None if cs.op is ChangeOp.CREATE else meta.serial
-        old_soa: RR | None = None
-        removed: list[RR] = []
-        added: list[RR] = []
-        for rr in cs.removed:
-            key = _record_key(zid, cs.zone, rr)
-            old = txn.get(key, db=records)
-            if old is None:
-                continue  # removing what is not there is a no-op (repeated or raced delivery)
-            old_rr = _decode_value(rr.rdtype, old)
-            if rr.rdtype == SOA:
-                old_soa = old_rr
-                continue  # the SOA is replaced below, never left missing
-            txn.delete(key, db=records)
-            txn.put(key, _encode_value(old_rr, hlc, dot, flags=1), db=tombstones)
-            removed.append(old_rr)
-        new_soa_rr: RR | None = None
-        fresh = cs.op is ChangeOp.CREATE
-        bulk: dict[bytes, bytes] = {}  # a new zone: sorted bulk insert, no lookups
-        added_encoded: list[bytes] = []  # for the oplog, from the wire forms computed here
-        last_owner: dns.name.Name | None = None
-        owner_wire = b""
-        for rr in cs.added:
-            if rr.rdtype == SOA:
-                if rr.owner != cs.zone:
-                    raise StoreError(f"zone {cs.zone}: SOA record at {rr.owner}, not at the apex")
-                new_soa_rr = rr
-                continue
-            rdata_wire = _rdata_wire(rr)
-            if rr.owner is not last_owner:  # records of one name usually share the Name
-                last_owner = rr.owner
-                owner_wire = rr.owner.to_wire()  # type: ignore[assignment]
-            key = _record_key(zid, cs.zone, rr, rdata_wire)
-            if fresh:
-                if key not in bulk:
-                    bulk[key] = _encode_value(rr, hlc, dot, 0, rdata_wire, owner_wire)
-                    added.append(rr)
-                    added_encoded.append(encode_rr_wires(owner_wire, rr.rdtype, rr.ttl, rdata_wire))
-                continue
-            old = txn.get(key, db=records)
-            if old is not None:
-                old_rr = _decode_value(rr.rdtype, old)
-                if old_rr.ttl == rr.ttl and old_rr.owner.to_text() == rr.owner.to_text():
-                    continue  # identical record already present
-                removed.append(old_rr)
-            txn.delete(key, db=tombstones)
-            txn.put(key, _encode_value(rr, hlc, dot, 0, rdata_wire, owner_wire), db=records)
-            added.append(rr)
-            added_encoded.append(encode_rr_wires(owner_wire, rr.rdtype, rr.ttl, rdata_wire))
-        if bulk:
-            txn.cursor(db=records).putmulti(sorted(bulk.items()))
+        applied = self._apply_records(txn, cs, meta.zone_id, hlc, dot)
 
         # the SOA: keep (or take) its fields, serial derived from the advanced version vector
-        soa_key = _owner_prefix(zid, cs.zone, cs.zone) + _RTYPE.pack(SOA) + _SOA_DIGEST
+        records = self._dbs["records"]
+        soa_key = _owner_prefix(meta.zone_id, cs.zone, cs.zone) + _RTYPE.pack(SOA) + _SOA_DIGEST
         current = txn.get(soa_key, db=records)
         current_soa = _decode_value(SOA, current) if current is not None else None
-        if old_soa is None:
-            old_soa = current_soa
-        base_soa = new_soa_rr or current_soa
+        old_soa = applied.old_soa or current_soa
+        given_soa = applied.new_soa
+        base_soa = given_soa or current_soa
         if base_soa is None:
             raise StoreError(f"zone {cs.zone} would be left without an SOA")
-        if not removed and not added and new_soa_rr is None and cs.op is ChangeOp.CHANGE:
-            # nothing changed: do not advance the serial for a no-op
+        nothing = not applied.removed and not applied.added and given_soa is None
+        if nothing and cs.op is ChangeOp.CHANGE:
+            # do not advance the serial for a no-op
             res = CommitResult(
                 cs.zone, dot, meta.hlc, serial_from, meta.serial, meta.generation, False
             )
             return res, []
         meta.vv[dot.node] = dot.counter
         meta.hlc = hlc
-        if new_soa_rr is not None and cs.dot is None and cs.op is ChangeOp.CHANGE:
+        if given_soa is not None and cs.dot is None and cs.op is ChangeOp.CHANGE:
             # an operator's SOA with a higher serial (RFC 2136 3.4.2.2): serve that serial, and
             # derive the following ones from it
-            wanted = int(new_soa_rr.rdata.serial)  # type: ignore[attr-defined]
+            wanted = int(given_soa.rdata.serial)  # type: ignore[attr-defined]
             if serial_gt(wanted, meta.serial):
                 meta.serial_base = (wanted - sum(meta.vv.values())) % SERIAL_MOD
         serial_to = meta.serial
@@ -912,20 +845,126 @@ class Store:
 
         meta.sequence += 1
         meta.generation += 1
+        self._log_commit(txn, cs, meta, dot, hlc, serial_from, old_soa, new_soa, applied)
+        txn.put(_zone_key(cs.zone), meta.to_json(), db=self._dbs["zones"])
+        res = CommitResult(cs.zone, dot, hlc, serial_from, serial_to, meta.generation, True)
+        publish.append((meta.zone_id, meta.generation))
+        return res, publish
+
+    def _meta_for(
+        self, txn: Any, cs: Changeset, known: ZoneMeta | None
+    ) -> tuple[ZoneMeta, list[tuple[int, int]]]:
+        """The zone's meta (a new one for CREATE) and the slots a zone-set change publishes."""
+        raw = None if known is not None else txn.get(_zone_key(cs.zone), db=self._dbs["zones"])
+        if cs.op is not ChangeOp.CREATE:
+            if known is not None:
+                return known, []
+            if raw is None:
+                raise StoreError(f"zone {cs.zone} is not in the store")
+            return ZoneMeta.from_json(raw), []
+        if raw is not None or known is not None:
+            raise StoreError(f"zone {cs.zone} already exists")
+        soa = [rr for rr in cs.added if rr.rdtype == SOA and rr.owner == cs.zone]
+        if len(soa) != 1:
+            raise StoreError(f"zone {cs.zone}: a new zone needs exactly one apex SOA")
+        file_serial = int(soa[0].rdata.serial)  # type: ignore[attr-defined]
+        zone_id = _U32.unpack(txn.get(b"next_zone_id", db=self._dbs["meta"]))[0]
+        txn.put(b"next_zone_id", _U32.pack(zone_id + 1), db=self._dbs["meta"])
+        meta = ZoneMeta(
+            name=cs.zone,
+            zone_id=zone_id,
+            kind="primary",
+            vv={},
+            # the first commit adds one to the vector sum: serve the file's serial
+            serial_base=(file_serial - 1) % (1 << 32),
+            generation=0,
+            sequence=0,
+            hlc=0,
+        )
+        return meta, self._zone_set_changed(txn, cs.zone)
+
+    def _apply_records(self, txn: Any, cs: Changeset, zid: int, hlc: int, dot: Dot) -> _Applied:
+        """Remove and add the records of ``cs`` (the SOA aside): what really changed."""
+        records = self._dbs["records"]
+        tombstones = self._dbs["tombstones"]
+        out = _Applied()
+        for rr in cs.removed:
+            key = _record_key(zid, cs.zone, rr)
+            old = txn.get(key, db=records)
+            if old is None:
+                continue  # removing what is not there is a no-op (repeated or raced delivery)
+            old_rr = _decode_value(rr.rdtype, old)
+            if rr.rdtype == SOA:
+                out.old_soa = old_rr
+                continue  # the SOA is replaced by the caller, never left missing
+            txn.delete(key, db=records)
+            txn.put(key, _encode_value(old_rr, hlc, dot, flags=1), db=tombstones)
+            out.removed.append(old_rr)
+        fresh = cs.op is ChangeOp.CREATE
+        bulk: dict[bytes, bytes] = {}  # a new zone: sorted bulk insert, no lookups
+        last_owner: dns.name.Name | None = None
+        owner_wire = b""
+        for rr in cs.added:
+            if rr.rdtype == SOA:
+                if rr.owner != cs.zone:
+                    raise StoreError(f"zone {cs.zone}: SOA record at {rr.owner}, not at the apex")
+                out.new_soa = rr
+                continue
+            rdata_wire = _rdata_wire(rr)
+            if rr.owner is not last_owner:  # records of one name usually share the Name
+                last_owner = rr.owner
+                owner_wire = rr.owner.to_wire()  # type: ignore[assignment]
+            key = _record_key(zid, cs.zone, rr, rdata_wire)
+            if fresh:
+                if key not in bulk:
+                    bulk[key] = _encode_value(rr, hlc, dot, 0, rdata_wire, owner_wire)
+                    out.added.append(rr)
+                    out.encoded.append(encode_rr_wires(owner_wire, rr.rdtype, rr.ttl, rdata_wire))
+                continue
+            old = txn.get(key, db=records)
+            if old is not None:
+                old_rr = _decode_value(rr.rdtype, old)
+                if old_rr.ttl == rr.ttl and old_rr.owner.to_text() == rr.owner.to_text():
+                    continue  # identical record already present
+                out.removed.append(old_rr)
+            txn.delete(key, db=tombstones)
+            txn.put(key, _encode_value(rr, hlc, dot, 0, rdata_wire, owner_wire), db=records)
+            out.added.append(rr)
+            out.encoded.append(encode_rr_wires(owner_wire, rr.rdtype, rr.ttl, rdata_wire))
+        if bulk:
+            txn.cursor(db=records).putmulti(sorted(bulk.items()))
+        return out
+
+    def _log_commit(
+        self,
+        txn: Any,
+        cs: Changeset,
+        meta: ZoneMeta,
+        dot: Dot,
+        hlc: int,
+        serial_from: int | None,
+        old_soa: RR | None,
+        new_soa: RR,
+        applied: _Applied,
+    ) -> None:
+        """The journal entry (IXFR), the oplog entry (replication) and the history line."""
+        zid = meta.zone_id
+        serial_to = meta.serial
         seq = _U32.pack(zid) + _U64.pack(meta.sequence)
         if old_soa is not None:
             journal_entry = (
                 _U32.pack(serial_from if serial_from is not None else 0)
                 + _U32.pack(serial_to)
-                + encode_rrs([old_soa, *removed])
-                + encode_rrs([new_soa, *added])
+                + encode_rrs([old_soa, *applied.removed])
+                + encode_rrs([new_soa, *applied.added])
             )
             txn.put(seq, journal_entry, db=self._dbs["journal"])
             self._trim_journal(txn, zid, meta.sequence)
+        given = applied.new_soa is not None
         stored = Changeset(
             zone=cs.zone,
-            removed=tuple(removed),
-            added=tuple(added) + ((new_soa,) if new_soa_rr is not None else ()),
+            removed=tuple(applied.removed),
+            added=tuple(applied.added) + ((new_soa,) if given else ()),
             origin=cs.origin,
             op=cs.op,
             dot=dot,
@@ -934,9 +973,8 @@ class Store:
         )
         node = dot.node.encode()
         oplog_key = _U32.pack(zid) + bytes((len(node),)) + node + _U64.pack(dot.counter)
-        if new_soa_rr is not None:
-            added_encoded.append(encode_rr(new_soa))
-        txn.put(oplog_key, encode_changeset(stored, added_encoded), db=self._dbs["oplog"])
+        encoded = applied.encoded + ([encode_rr(new_soa)] if given else [])
+        txn.put(oplog_key, encode_changeset(stored, encoded), db=self._dbs["oplog"])
         history = {
             "sequence": meta.sequence,
             "origin": cs.origin,
@@ -944,15 +982,11 @@ class Store:
             "dot": [dot.node, dot.counter],
             "serial_from": serial_from,
             "serial_to": serial_to,
-            "added": len(added),
-            "removed": len(removed),
+            "added": len(applied.added),
+            "removed": len(applied.removed),
             "op": cs.op.value,
         }
         txn.put(seq, json.dumps(history).encode(), db=self._dbs["history"])
-        txn.put(zkey, meta.to_json(), db=zones_db)
-        res = CommitResult(cs.zone, dot, hlc, serial_from, serial_to, meta.generation, True)
-        publish.append((zid, meta.generation))
-        return res, publish
 
     def _zone_set_changed(self, txn: Any, zone: dns.name.Name) -> list[tuple[int, int]]:
         """A zone is created or dropped: names in it were (or will be) answered by the closest

@@ -8,6 +8,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -82,13 +83,18 @@ def serve(config: Config) -> int:
         store.close()  # never carry an LMDB environment across fork()
 
     workers = config.server.workers
-    children: list[int] = []
+    try:
+        check_addresses_free(config.server.listen)
+    except ListenError as exc:
+        raise StartupError(str(exc)) from None
+    # the node's single writer (dynamic updates) runs in a process of its own, linked to each
+    # worker by a socket pair
+    links = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(workers)]
+    children = [_start_writer(config, [writer_end for _w, writer_end in links])]
+    for _worker_end, writer_end in links:
+        writer_end.close()
     index = 0
     if workers > 1:
-        try:
-            check_addresses_free(config.server.listen)
-        except ListenError as exc:
-            raise StartupError(str(exc)) from None
         shared = open_shared_cache(config)
         shared.clear()  # answers rendered by an earlier run may be stale
         shared.close()
@@ -100,14 +106,39 @@ def serve(config: Config) -> int:
                 children = []
                 break
             children.append(pid)
+    mine = links[index][0]
+    for i, (worker_end, _w) in enumerate(links):
+        if i != index:
+            worker_end.close()
     try:
-        return _run_worker(config, index, zone_count, children)
+        return _run_worker(config, index, zone_count, children, mine)
     finally:
         if index != 0:
             os._exit(0)
 
 
-def _run_worker(config: Config, index: int, zone_count: int, children: list[int]) -> int:
+def _start_writer(config: Config, ends: list[socket.socket]) -> int:
+    """Fork the writer process; it serves the worker links until they close or SIGTERM."""
+    from xdnsd.server.writer import run_writer_process
+
+    pid = os.fork()
+    if pid != 0:
+        return pid
+    status = 1
+    try:
+        _die_with_parent()
+        store = open_store(config)
+        acls = {zone.name: zone.update_acl for zone in config.zones}
+        status = run_writer_process(store, acls, ends)
+    except Exception:
+        log.exception("the writer process failed")
+    finally:
+        os._exit(status)
+
+
+def _run_worker(
+    config: Config, index: int, zone_count: int, children: list[int], writer: socket.socket
+) -> int:
     # the reactor is imported only here, after fork(), so each worker has its own
     from twisted.internet import reactor as _reactor
 
@@ -124,6 +155,7 @@ def _run_worker(config: Config, index: int, zone_count: int, children: list[int]
         shared_cache=shared,
         keys=config.keys,
         update_acls={zone.name: zone.update_acl for zone in config.zones},
+        writer_socket=writer,
     )
     try:
         sockets = service.bind()

@@ -28,14 +28,13 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
-from xdnsd.model import CommitResult
 from xdnsd.server import tsig
 from xdnsd.server.acl import Requester, UpdateAcl
 from xdnsd.server.answer import EDNS_PAYLOAD, ServerIdentity, answer_wire
 from xdnsd.server.render import max_response_size, parse_query
-from xdnsd.server.update import UpdatePlan, parse_update, plan_update
-from xdnsd.server.writer import Outcome, Writer
-from xdnsd.store import Store, ZoneSnapshot
+from xdnsd.server.update import read_update_header
+from xdnsd.server.writerlink import WriterLink
+from xdnsd.store import Store
 
 log = logging.getLogger("xdnsd.update")
 
@@ -58,7 +57,7 @@ class MessageHandler:
     def __init__(
         self,
         store: Store,
-        writer: Writer,
+        writer: WriterLink,
         keyring: tsig.Keyring,
         update_acls: Mapping[dns.name.Name, UpdateAcl],
         identity: ServerIdentity,
@@ -138,22 +137,22 @@ class MessageHandler:
                 response = response[:10] + struct.pack("!H", arcount) + response[12:] + _OPT
             send(response)
 
-        message = parse_update(body)
-        if message is None:
+        header = read_update_header(body)
+        if header is None:
             log.info("FORMERR to %s: unreadable update", _host(address))
             answer(dns.rcode.FORMERR)
             return
-        edns = message.edns
-        if len(message.zone) != 1 or message.zone[0][1] != _SOA:
+        edns = header.edns
+        if header.zone_count != 1 or header.zone_type != _SOA or header.zone is None:
             answer(dns.rcode.FORMERR)
             return
-        zone, _type, zone_class = message.zone[0]
+        zone = header.zone
         requester = Requester(
             signature.key.name if signature is not None and signature.key is not None else None,
             ipaddress.ip_address(_host(address)),
         )
         meta = self._store.zone_for(zone)
-        if zone_class != _IN or meta is None or meta.name != zone:
+        if header.zone_class != _IN or meta is None or meta.name != zone:
             log.warning(
                 "update from %s for zone %s: not served here (NOTAUTH)", requester.describe(), zone
             )
@@ -170,59 +169,8 @@ class MessageHandler:
             )
             answer(dns.rcode.REFUSED)
             return
-
-        denied: list[tuple[dns.name.Name, int]] = []
-
-        def permit(name: dns.name.Name, rdtype: int) -> bool:
-            if acl.permits(requester, zone, name, rdtype):
-                return True
-            denied.append((name, rdtype))
-            return False
-
-        plans: list[UpdatePlan] = []
-
-        def planner(view: ZoneSnapshot | None) -> Any:
-            if view is None:  # the zone was dropped meanwhile
-                plans.append(UpdatePlan(dns.rcode.NOTAUTH, None))
-                return None
-            plan = plan_update(message, view, origin=requester.provenance, permit=permit)
-            plans.append(plan)
-            return plan.changeset
-
-        def done(outcome: Outcome) -> None:
-            plan = plans[-1] if plans else UpdatePlan(dns.rcode.SERVFAIL, None)
-            rcode = plan.rcode
-            if isinstance(outcome, Exception):
-                rcode = dns.rcode.SERVFAIL
-            if denied:
-                name, rdtype = denied[0]
-                log.warning(
-                    "update refused by policy: zone %s, %s from %s, %s/%s",
-                    zone,
-                    requester.describe(),
-                    requester.address,
-                    name,
-                    dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype)),
-                )
-            answer(rcode)
-            if isinstance(outcome, CommitResult) and outcome.applied and log.isEnabledFor(10):
-                # debug only: every committed update is in the zone history (xdnsd zone history)
-                log.debug(
-                    "update to zone %s by %s: serial %s -> %s",
-                    zone,
-                    requester.provenance,
-                    outcome.serial_from,
-                    outcome.serial_to,
-                )
-
-        def failed(failure: Any) -> None:
-            log.error("answering an update for zone %s failed: %s", zone, failure.getTraceback())
-            answer(dns.rcode.SERVFAIL)
-
-        try:
-            self._writer.submit(zone, planner).addCallback(done).addErrback(failed)
-        except RuntimeError:  # shutting down
-            answer(dns.rcode.SERVFAIL)
+        # the rest (records, policy per record, prerequisites, commit) is the writer's
+        self._writer.submit(requester, body).addCallback(answer)
 
 
 _OPT = b"\x00" + struct.pack("!HHIH", 41, EDNS_PAYLOAD, 0, 0)  # EDNS(0), no options

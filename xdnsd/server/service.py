@@ -17,7 +17,7 @@ from xdnsd.server.fastpath import QueryAnswerer
 from xdnsd.server.handler import MessageHandler
 from xdnsd.server.protocols import TCPFactory, UDPListener
 from xdnsd.server.tsig import TsigKey
-from xdnsd.server.writer import Writer
+from xdnsd.server.writerlink import WriterLink, connect_writer
 from xdnsd.store import SharedResponseCache, Store
 
 log = logging.getLogger("xdnsd.server")
@@ -94,7 +94,8 @@ class DNSService:
     keys: dict[dns.name.Name, TsigKey] = field(default_factory=dict)
     update_acls: dict[dns.name.Name, UpdateAcl] = field(default_factory=dict)
     answerer: QueryAnswerer = field(init=False)
-    writer: Writer = field(init=False)
+    writer_socket: socket.socket | None = None  # this worker's end of the link to the writer
+    writer: WriterLink = field(init=False)
     handler: MessageHandler = field(init=False)
     udp: list[UDPListener] = field(default_factory=list)
     tcp_ports: list[Any] = field(default_factory=list)
@@ -104,7 +105,11 @@ class DNSService:
         self.answerer = QueryAnswerer(
             self.store, identity, self.config.cache_size, self.shared_cache, handoff=True
         )
-        self.writer = Writer(self.store, self.reactor)
+        if self.writer_socket is not None:
+            self.writer = connect_writer(self.reactor, self.writer_socket)
+        else:  # no writer process (tests of the query path): every update is SERVFAIL
+            self.writer = WriterLink()
+            self.writer.lost = True
         self.handler = MessageHandler(
             self.store, self.writer, self.keys, self.update_acls, identity
         )
@@ -138,16 +143,10 @@ class DNSService:
             self.tcp_ports.append(port)
 
     def stop(self) -> None:
+        self.writer.closing = True
         for listener in self.udp:
             listener.stop()
         for port in self.tcp_ports:
             port.stopListening()
         self.udp.clear()
         self.tcp_ports.clear()
-        self.writer.stop()
-        if self.writer.changes:
-            log.info(
-                "writer: %d changes committed in %d transactions",
-                self.writer.changes,
-                self.writer.batches,
-            )

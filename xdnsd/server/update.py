@@ -115,6 +115,49 @@ class ParsedUpdate:
     edns: bool  # the message has an OPT record
 
 
+@dataclass(frozen=True, slots=True)
+class UpdateHeader:
+    """What a worker needs before it hands an UPDATE to the writer: the zone section and
+    whether the message has an OPT record (the answer then carries one)."""
+
+    zone_count: int
+    zone: dns.name.Name | None  # the first zone section entry
+    zone_type: int
+    zone_class: int
+    edns: bool
+
+
+def read_update_header(wire: bytes) -> UpdateHeader | None:
+    """The zone section and the OPT presence of an UPDATE, without reading its records; None
+    when the message cannot be walked (FORMERR)."""
+    try:
+        zocount, prcount, upcount, adcount = struct.unpack_from("!HHHH", wire, 4)
+        zone = None
+        ztype = zclass = 0
+        i = 12
+        for n in range(zocount):
+            if n == 0:
+                zone, used = dns.name.from_wire(wire, i)
+                end = i + used
+            else:
+                end = wire_name_end(wire, i)
+            if n == 0:
+                ztype, zclass = struct.unpack_from("!HH", wire, end)
+            i = end + 4
+        edns = False
+        for n in range(prcount + upcount + adcount):
+            end = wire_name_end(wire, i)
+            rdtype, _rdclass, _ttl, rdlen = _RR_HEAD.unpack_from(wire, end)
+            if rdtype == OPT and n >= prcount + upcount:
+                edns = True
+            i = end + _RR_HEAD.size + rdlen
+        if i != len(wire):
+            return None
+    except Exception:  # dnspython raises many kinds of errors for malformed names
+        return None
+    return UpdateHeader(zocount, zone, ztype, zclass, edns)
+
+
 def parse_update(wire: bytes) -> ParsedUpdate | None:
     """The records of an UPDATE message, or None when it is malformed (FORMERR).
 

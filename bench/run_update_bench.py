@@ -117,10 +117,10 @@ DURABILITY = {
     "xdnsd": (
         "the store is an LMDB env opened with sync=True, metasync=True (mdb_txn_commit "
         "fdatasync()s the data pages, then writes the meta page through an O_DSYNC descriptor); "
-        "each worker process has one writer thread, updates that queue while it syncs are "
-        "committed together in one write transaction (group commit; workers serialize on "
-        "LMDB's writer lock), and every update is answered only after its transaction "
-        "returned. The SOA serial still goes up by one per update."
+        "the workers hand updates to the node's writer process, updates that queue while it "
+        "syncs are committed together in one write transaction (group commit across workers), "
+        "and every update is answered only after its transaction returned. The SOA serial "
+        "still goes up by one per update."
     ),
 }
 

@@ -230,19 +230,8 @@ def knot_spec(work: str, zone_file: str, port: int, workers: int) -> ServerSpec:
     os.makedirs(os.path.join(d, "db"), exist_ok=True)
     conf = os.path.join(d, "knot.conf")
     with open(conf, "w") as f:
-        f.write(f"""server:
-    rundir: "{d}"
-    pidfile: "{d}/knot.pid"
-    listen: 127.0.0.1@{port}
-    udp-workers: {workers}
-    tcp-workers: {workers}
-    background-workers: 1
-log:
-  - target: stderr
-    any: warning
-database:
-    storage: "{d}/db"
-template:
+        f.write(knot_server(d, port, workers, "    background-workers: 1\n"))
+        f.write(f"""template:
   - id: default
     storage: "{os.path.dirname(zone_file)}"
     zonefile-sync: -1
@@ -256,6 +245,22 @@ zone:
     return ServerSpec(
         "knot", ["knotd", "-c", conf], d, port, workers, os.path.join(d, "stderr.log")
     )
+
+
+def knot_server(d: str, port: int, workers: int, extra: str = "", database: str = "") -> str:
+    """knot.conf ``server``, ``log`` and ``database`` sections for a benchmark Knot in ``d``."""
+    return f"""server:
+    rundir: "{d}"
+    pidfile: "{d}/knot.pid"
+    listen: 127.0.0.1@{port}
+    udp-workers: {workers}
+    tcp-workers: {workers}
+{extra}log:
+  - target: stderr
+    any: warning
+database:
+    storage: "{d}/db"
+{database}"""
 
 
 def bind_spec(work: str, zone_file: str, port: int, workers: int) -> ServerSpec:

@@ -161,19 +161,8 @@ def knot_update_spec(
     os.makedirs(os.path.join(d, "db"), exist_ok=True)
     conf = os.path.join(d, "knot.conf")
     with open(conf, "w") as f:
-        f.write(f"""server:
-    rundir: "{d}"
-    pidfile: "{d}/knot.pid"
-    listen: 127.0.0.1@{port}
-    udp-workers: {workers}
-    tcp-workers: {workers}
-log:
-  - target: stderr
-    any: warning
-database:
-    storage: "{d}/db"
-    journal-db-mode: robust
-key:
+        f.write(c.knot_server(d, port, workers, database="    journal-db-mode: robust\n"))
+        f.write(f"""key:
   - id: {KEY_NAME}
     algorithm: {ALGORITHM}
     secret: {secret}

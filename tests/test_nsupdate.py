@@ -862,7 +862,7 @@ def test_unsigned_update_is_refused_under_a_policy(server: XdnsdProcess) -> None
     assert_fails(nsupdate(server, f"update add {name} 300 A 192.0.2.1", key=None), "REFUSED")
     assert records(server, name, "A") == set()
     assert serial(server) == before
-    line = "update refused: zone example.test., address 127.0.0.1 from 127.0.0.1: not allowed"
+    line = "update refused: zone example.test., unsigned from 127.0.0.1: not allowed"
     assert logged(server, since, line), server.log()
 
 
@@ -889,7 +889,7 @@ def test_zone_without_update_config_is_refused(server: XdnsdProcess, key: str | 
     assert_fails(result, "REFUSED")
     assert records(server, name, "A") == set()
     assert serial(server, "closed.test") == before
-    who = f"key {key}." if key is not None else "address 127.0.0.1"
+    who = f"key {key}." if key is not None else "unsigned"
     line = f"update refused: zone closed.test., {who} from 127.0.0.1: updates not enabled"
     assert logged(server, since, line), server.log()
 

@@ -66,7 +66,7 @@ class Requester:
     address: IPAddress
 
     def describe(self) -> str:
-        return f"key {self.key}" if self.key is not None else f"address {self.address}"
+        return f"key {self.key}" if self.key is not None else "unsigned"
 
     @property
     def provenance(self) -> str:

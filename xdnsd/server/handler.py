@@ -154,7 +154,10 @@ class MessageHandler:
         meta = self._store.zone_for(zone)
         if header.zone_class != _IN or meta is None or meta.name != zone:
             log.warning(
-                "update from %s for zone %s: not served here (NOTAUTH)", requester.describe(), zone
+                "update (%s) from %s for zone %s: not served here (NOTAUTH)",
+                requester.describe(),
+                requester.address,
+                zone,
             )
             answer(dns.rcode.NOTAUTH)
             return

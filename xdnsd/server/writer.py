@@ -270,7 +270,7 @@ def run_writer_process(
     finally:
         if processor.changes:
             log.info(
-                "writer: %d updates committed in %d transactions",
+                "writer: %d updates decided in %d transactions",
                 processor.changes,
                 processor.batches,
             )

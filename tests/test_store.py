@@ -281,3 +281,17 @@ def test_operator_soa_serial_is_served(store: Store) -> None:
     assert result.serial_to == 5000
     after = store.commit(Changeset(ZONE, added=(rr("new 300 IN A 192.0.2.44"),)))
     assert after.serial_to == 5001
+
+
+def test_journal_keeps_at_least_its_depth(tmp_path: Path) -> None:
+    """Trimmed in chunks: never fewer than journal_depth entries, never 64 or more beyond."""
+    s = Store(tmp_path / "data", "n1", journal_depth=10)
+    s.commit(create_changeset(ZONE, parse_zone_text(TEXT, ZONE), "test"))
+    depths = []
+    for i in range(200):
+        s.commit(Changeset(ZONE, added=(rr(f"j{i} 300 IN A 192.0.2.7"),)))
+        with s.snapshot() as snap:
+            depths.append(snap.journal_depth(ZONE))
+    s.close()
+    assert depths[:9] == list(range(1, 10))  # the creation has no journal entry
+    assert min(depths[9:]) == 10 and max(depths) < 10 + 64

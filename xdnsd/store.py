@@ -534,6 +534,7 @@ class _Applied:
     new_soa: RR | None = None  # the SOA the changeset added (its serial may be replaced)
 
 
+_TRIM_EVERY = 64  # journal entries trimmed together
 CommitListener = Callable[[CommitResult, Changeset], None]
 # decides a change inside the writer's transaction from the zone as it stands (see commit_batch)
 Planner = Callable[["ZoneSnapshot | None"], "Changeset | None"]
@@ -1010,8 +1011,10 @@ class Store:
         return bumped
 
     def _trim_journal(self, txn: Any, zone_id: int, sequence: int) -> None:
+        """Keep at least ``journal_depth`` entries; trimming in chunks of ``_TRIM_EVERY`` spares
+        most commits the extra pages (the oldest leaf and its branch) a one-entry trim writes."""
         oldest_kept = sequence - self.journal_depth
-        if oldest_kept <= 0:
+        if oldest_kept <= 0 or sequence % _TRIM_EVERY:
             return
         cursor = txn.cursor(db=self._dbs["journal"])
         prefix = _U32.pack(zone_id)

@@ -90,7 +90,7 @@ def serve(config: Config) -> int:
     # the node's single writer (dynamic updates) runs in a process of its own, linked to each
     # worker by a socket pair
     links = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(workers)]
-    children = [_start_writer(config, [writer_end for _w, writer_end in links])]
+    children = [_start_writer(config, links)]
     for _worker_end, writer_end in links:
         writer_end.close()
     index = 0
@@ -117,7 +117,7 @@ def serve(config: Config) -> int:
             os._exit(0)
 
 
-def _start_writer(config: Config, ends: list[socket.socket]) -> int:
+def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket]]) -> int:
     """Fork the writer process; it serves the worker links until they close or SIGTERM."""
     from xdnsd.server.writer import run_writer_process
 
@@ -127,6 +127,9 @@ def _start_writer(config: Config, ends: list[socket.socket]) -> int:
     status = 1
     try:
         _die_with_parent()
+        for worker_end, _writer_end in links:
+            worker_end.close()  # else a worker's exit would never show as end-of-file here
+        ends = [writer_end for _worker_end, writer_end in links]
         store = open_store(config)
         acls = {zone.name: zone.update_acl for zone in config.zones}
         status = run_writer_process(store, acls, ends)

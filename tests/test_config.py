@@ -71,6 +71,7 @@ def test_keys_inline_and_from_a_bind_key_file(tmp_path: Path) -> None:
 def test_demo_config_allows_the_demo_key() -> None:
     config = load_config(ROOT / "conf" / "xdnsd.toml")
     assert config.zones[0].update_acl.enabled
+    assert config.zones[0].transfer_acl.allow is not None  # transfers from loopback
     assert dns.name.from_text("demo-key.") in config.keys
 
 
@@ -85,6 +86,7 @@ def test_demo_config_allows_the_demo_key() -> None:
         (_zone('update_policy = ["grant nokey zonesub ANY"]'), r"no key named nokey."),
         (_zone('update_policy = ["grant k zonesub BOGUS"]'), r"update_policy\[0\]: .*BOGUS"),
         (_zone('allow_update = ["key nokey"]'), r"allow_update\[0\]: .*no key named"),
+        (_zone('allow_transfer = ["300.1.1.1"]'), r"allow_transfer\[0\]: .*not an address"),
         (
             _zone('allow_update = ["127.0.0.1"]\nupdate_policy = []'),
             r"either 'update_policy' or 'allow_update'",

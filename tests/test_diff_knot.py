@@ -115,7 +115,16 @@ _TSIG_FIRST = (
     "and RFC 8945 5.2 describes (BADKEY), while Knot first finds no zone / a hidden CH name and "
     "answers REFUSED unsigned",
 )
+_NO_TRANSFERS = (
+    "REFUSED",
+    None,
+    "a zone transfer a zone's allow_transfer does not admit: Knot answers NOTAUTH when its ACL "
+    "denies, xdnsd REFUSED, as BIND does and issue 4 asks",
+)
 SERVE_ACCEPTED: dict[str, tuple[str, str | None, str]] = {
+    "example.test AXFR tcp plain": _NO_TRANSFERS,
+    "example.test IXFR plain": _NO_TRANSFERS,
+    "example.test IXFR tcp plain": _NO_TRANSFERS,
     "example.test SOA opcode=5 plain": _NO_UPDATES,
     "example.test SOA opcode=5 noedns plain": _NO_UPDATES,
     "tsig www.nowhere.test IN": _TSIG_FIRST,

@@ -63,6 +63,7 @@ class ZoneConfig:
     name: dns.name.Name
     file: Path | None
     update_acl: UpdateAcl = field(default_factory=UpdateAcl)
+    transfer_acl: UpdateAcl = field(default_factory=UpdateAcl)  # its allow list: who may AXFR/IXFR
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +229,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         zw = f"{f}: [[zones]] #{i + 1}"
         if not isinstance(z, dict):
             raise ConfigError(f"{zw}: expected a table")
-        _no_unknown(z, {"name", "file", "update_policy", "allow_update"}, zw)
+        _no_unknown(z, {"name", "file", "update_policy", "allow_update", "allow_transfer"}, zw)
         name_text = _take(z, "name", str, zw)
         try:
             name = dns.name.from_text(name_text)
@@ -239,7 +240,15 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         seen.add(name)
         file_text = _take(z, "file", str, zw, None)
         acl = _parse_update_acl(z, keys, zw)
-        zones.append(ZoneConfig(name, (base / file_text).resolve() if file_text else None, acl))
+        transfer = _parse_allow_list(z, "allow_transfer", keys, zw)
+        zones.append(
+            ZoneConfig(
+                name,
+                (base / file_text).resolve() if file_text else None,
+                acl,
+                UpdateAcl(allow=transfer),
+            )
+        )
     return Config(
         path=path, server=server_cfg, node=NodeConfig(node_id), zones=tuple(zones), keys=keys
     )
@@ -332,9 +341,22 @@ def _parse_update_acl(
         if not grant.identity.is_wild() and grant.identity not in keys:
             raise ConfigError(f"{where}: {text!r}: no key named {grant.identity} in [keys]")
         policy.append(grant)
+    return UpdateAcl(
+        policy=tuple(policy) if policy_raw is not None else None,
+        allow=_parse_allow_list(zone, "allow_update", keys, zw),
+    )
+
+
+def _parse_allow_list(
+    zone: dict[str, Any], key_name: str, keys: dict[dns.name.Name, TsigKey], zw: str
+) -> tuple[AllowEntry, ...] | None:
+    """A BIND-style address match list (``allow_update``, ``allow_transfer``); None if unset."""
+    raw = _take(zone, key_name, list, zw, None)
+    if raw is None:
+        return None
     allow: list[AllowEntry] = []
-    for i, text in enumerate(allow_raw or []):
-        where = f"{zw}.allow_update[{i}]"
+    for i, text in enumerate(raw):
+        where = f"{zw}.{key_name}[{i}]"
         if not isinstance(text, str):
             raise ConfigError(f"{where}: expected a string like '127.0.0.1' or 'key NAME'")
         try:
@@ -344,7 +366,4 @@ def _parse_update_acl(
         if entry.key is not None and entry.key not in keys:
             raise ConfigError(f"{where}: {text!r}: no key named {entry.key} in [keys]")
         allow.append(entry)
-    return UpdateAcl(
-        policy=tuple(policy) if policy_raw is not None else None,
-        allow=tuple(allow) if allow_raw is not None else None,
-    )
+    return tuple(allow)

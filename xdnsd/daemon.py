@@ -158,6 +158,7 @@ def _run_worker(
         shared_cache=shared,
         keys=config.keys,
         update_acls={zone.name: zone.update_acl for zone in config.zones},
+        transfer_acls={zone.name: zone.transfer_acl for zone in config.zones},
         writer_socket=writer,
     )
     try:

@@ -58,6 +58,7 @@ from xdnsd.model import (
     CommitResult,
     Dot,
     canonical_rdata,
+    decode_rrs,
     derived_serial,
     encode_changeset,
     encode_rr,
@@ -509,6 +510,39 @@ class Snapshot:
             if not cursor.prev():
                 break
         return out
+
+    def journal_since(
+        self, zone: dns.name.Name, serial: int
+    ) -> tuple[list[tuple[int, int, list[RR], list[RR]]], RR] | None:
+        """The journal entries that lead from ``serial`` to the current version, oldest first,
+        with the SOA of ``serial``; None when the journal no longer reaches that serial.
+
+        Each entry is (serial from, serial to, removed, added); the SOAs are left in the lists
+        (first of each), as they were stored.
+        """
+        meta = self.zone(zone).meta
+        prefix = _U32.pack(meta.zone_id)
+        cursor = self._txn.cursor(db=self._store._dbs["journal"])
+        entries: list[tuple[int, int, list[RR], list[RR]]] = []
+        found = False
+        if not cursor.set_range(prefix):
+            return None
+        for key, value in cursor:
+            if key[:4] != prefix:
+                break
+            serial_from, serial_to = _U32.unpack_from(value, 0)[0], _U32.unpack_from(value, 4)[0]
+            if not found:
+                if serial_from != serial:
+                    continue
+                found = True
+            elif serial_from != entries[-1][1]:
+                return None  # a gap: the chain is broken (cannot happen with one writer)
+            removed, offset = decode_rrs(value, 8)
+            added, _ = decode_rrs(value, offset)
+            entries.append((serial_from, serial_to, removed, added))
+        if not found or entries[-1][1] != meta.serial or not entries[0][2]:
+            return None
+        return entries, entries[0][2][0]
 
     def journal_depth(self, zone: dns.name.Name) -> int:
         meta = self.zone(zone).meta

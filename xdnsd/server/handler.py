@@ -18,7 +18,7 @@ import ipaddress
 import logging
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import dns.message
@@ -28,9 +28,10 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
-from xdnsd.server import tsig
+from xdnsd.server import tsig, xfr
 from xdnsd.server.acl import Requester, UpdateAcl
 from xdnsd.server.answer import EDNS_PAYLOAD, ServerIdentity, answer_wire
+from xdnsd.server.protocols import Stream
 from xdnsd.server.render import max_response_size, parse_query
 from xdnsd.server.update import read_update_header
 from xdnsd.server.writerlink import WriterLink
@@ -42,13 +43,30 @@ Reply = Callable[[bytes | None], None]
 UPDATE = int(dns.opcode.UPDATE)
 _SOA = int(dns.rdatatype.SOA)
 _IN = int(dns.rdataclass.IN)
+_AXFR = int(dns.rdatatype.AXFR)
+_IXFR = int(dns.rdatatype.IXFR)
+_TRANSFERS = (_AXFR, _IXFR)
+
+
+def question_type(data: bytes) -> int:
+    """QTYPE of a message's single, uncompressed question, or -1."""
+    if data[4:6] != b"\x00\x01":
+        return -1
+    i = 12
+    size = len(data)
+    while i < size and 0 < data[i] < 64:
+        i += data[i] + 1
+    if i + 2 >= size or data[i] != 0:
+        return -1
+    return (data[i + 1] << 8) | data[i + 2]
 
 
 def wants_handler(data: bytes) -> bool:
-    """True for messages the fast path must not answer itself: UPDATE, or a TSIG is present."""
+    """True for messages the fast path must not answer itself: UPDATE, a zone transfer, or
+    anything carrying a TSIG."""
     if len(data) < 12:
         return False
-    if (data[2] >> 3) & 0xF == UPDATE:
+    if (data[2] >> 3) & 0xF == UPDATE or question_type(data) in _TRANSFERS:
         return True
     return (data[10] or data[11]) != 0 and tsig.locate(data) is not None
 
@@ -61,16 +79,20 @@ class MessageHandler:
         keyring: tsig.Keyring,
         update_acls: Mapping[dns.name.Name, UpdateAcl],
         identity: ServerIdentity,
+        transfer_acls: Mapping[dns.name.Name, UpdateAcl] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._writer = writer
         self._keyring = keyring
         self._acls = update_acls
+        self._transfer_acls = transfer_acls or {}
         self._identity = identity
         self._clock = clock
 
-    def handle(self, data: bytes, address: Any, tcp: bool, reply: Reply) -> None:
+    def handle(
+        self, data: bytes, address: Any, tcp: bool, reply: Reply, stream: Stream | None = None
+    ) -> None:
         if len(data) < 12 or data[2] & 0x80:
             reply(None)  # a response, or not even a header: dropped
             return
@@ -99,6 +121,8 @@ class MessageHandler:
 
         if (data[2] >> 3) & 0xF == UPDATE:
             self._update(body, qend, signature, address, send)
+        elif question_type(body) in _TRANSFERS and (data[2] >> 3) & 0xF == 0:
+            self._transfer(body, qend, signature, address, tcp, send, stream)
         else:
             send(self._query(body, tcp, signature is not None))
 
@@ -118,6 +142,102 @@ class MessageHandler:
         flags = (wire[2] | 0x02, wire[3])
         return wire[:2] + bytes(flags) + wire[4:6] + b"\x00" * 6 + wire[12:qend]
 
+    # --- a zone transfer (AXFR, IXFR) -----------------------------------------------------
+
+    def _transfer(
+        self,
+        body: bytes,
+        qend: int,
+        signature: tsig.Signature | None,
+        address: Any,
+        tcp: bool,
+        send: Reply,
+        stream: Stream | None,
+    ) -> None:
+        query = parse_query(body)
+        if query is None or len(query.question) != 1 or query.edns > 0:
+            send(self._query(body, tcp, signature is not None))  # the engine's FORMERR etc.
+            return
+        question = query.question[0]
+        qtype = int(question.rdtype)
+        if int(question.rdclass) != _IN or (qtype == _AXFR and not tcp):
+            send(self._query(body, tcp, signature is not None))  # AXFR over UDP: NOTIMP
+            return
+        zone = question.name
+        meta = self._store.zone_for(zone)
+        requester = Requester(
+            signature.key.name if signature is not None and signature.key is not None else None,
+            ipaddress.ip_address(_host(address)),
+        )
+        kind = "AXFR" if qtype == _AXFR else "IXFR"
+        if meta is None or meta.name != zone:
+            log.warning(
+                "%s of %s from %s: not a zone served here (NOTAUTH)", kind, zone, requester.address
+            )
+            send(_error(body, qend, dns.rcode.NOTAUTH, query.edns >= 0))
+            return
+        if not self._transfer_acls.get(zone, UpdateAcl()).admits(requester):
+            log.warning(
+                "%s of zone %s refused: %s from %s",
+                kind,
+                zone,
+                requester.describe(),
+                requester.address,
+            )
+            send(_error(body, qend, dns.rcode.REFUSED, query.edns >= 0))
+            return
+        client_serial = None
+        if qtype == _IXFR:
+            soa = [r for r in query.authority if int(r.rdtype) == _SOA]
+            if len(soa) != 1 or len(soa[0]) != 1:
+                send(_error(body, qend, dns.rcode.FORMERR, query.edns >= 0))
+                return
+            client_serial = int(soa[0][0].serial)
+        now = int(self._clock())
+        if not tcp:  # IXFR over UDP: the answer if it fits in one datagram, else the SOA alone
+            room = _TSIG_ROOM if signature is not None else 0
+            limit = max_response_size(query, False, EDNS_PAYLOAD) - room
+            messages = list(self._transfer_messages(zone, question, query.id, client_serial, limit))
+            if len(messages) != 1:
+                messages = list(self._transfer_messages(zone, question, query.id, -1, limit))
+            send(messages[0] if len(messages) == 1 else None)  # signed by send()
+            return
+        log.info("%s of zone %s to %s (%s)", kind, zone, requester.address, requester.describe())
+        out = self._transfer_messages(zone, question, query.id, client_serial, xfr.MAX_MESSAGE)
+        if signature is not None:
+            out = tsig.sign_stream(out, signature, now)
+        assert stream is not None
+        stream(out)
+
+    def _transfer_messages(
+        self,
+        zone: dns.name.Name,
+        question: Any,
+        query_id: int,
+        client_serial: int | None,
+        max_size: int,
+    ) -> Iterator[bytes]:
+        """The answer's messages, read from one snapshot held while they are pulled; an IXFR
+        with ``client_serial`` -1 is the current SOA alone; one the journal does not reach
+        is answered with the whole zone (RFC 1995 4)."""
+        q: xfr.Question = (question.name, int(question.rdtype), int(question.rdclass))
+        with self._store.snapshot() as snap:
+            view = snap.zone(zone)
+            current = view.soa()
+            if client_serial is not None:
+                serial = -1 if client_serial == -1 else client_serial
+                reach = None if serial == -1 else snap.journal_since(zone, serial)
+                entries, old_soa = reach if reach is not None else (None, None)
+                if serial == -1:
+                    serial = int(current.rdata.serial)  # type: ignore[attr-defined]
+                messages = xfr.ixfr_messages(
+                    current, serial, entries, old_soa, query_id, q, max_size
+                )
+                if messages is not None:
+                    yield from messages
+                    return
+            yield from xfr.axfr_messages(current, view.iter_records(), query_id, q, max_size)
+
     # --- an UPDATE ------------------------------------------------------------------------
 
     def _update(
@@ -131,11 +251,7 @@ class MessageHandler:
         edns = False
 
         def answer(rcode: int) -> None:
-            response = tsig.error_response(body, qend, rcode)
-            if edns:  # RFC 6891 7: an OPT in the request gets one in the response
-                arcount = struct.unpack_from("!H", response, 10)[0] + 1
-                response = response[:10] + struct.pack("!H", arcount) + response[12:] + _OPT
-            send(response)
+            send(_error(body, qend, rcode, edns))
 
         header = read_update_header(body)
         if header is None:
@@ -177,6 +293,15 @@ class MessageHandler:
 
 
 _OPT = b"\x00" + struct.pack("!HHIH", 41, EDNS_PAYLOAD, 0, 0)  # EDNS(0), no options
+
+
+def _error(request: bytes, qend: int, rcode: int, edns: bool) -> bytes:
+    """An error answer; with an OPT when the request had one (RFC 6891 7)."""
+    response = tsig.error_response(request, qend, rcode)
+    if edns:
+        arcount = struct.unpack_from("!H", response, 10)[0] + 1
+        response = response[:10] + struct.pack("!H", arcount) + response[12:] + _OPT
+    return response
 _TSIG_ROOM = 160  # a TSIG record: key and algorithm names, a SHA-512 MAC, the fixed fields
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.interfaces import IPullProducer, IReadDescriptor
 from twisted.protocols.basic import Int16StringReceiver
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
@@ -25,7 +26,9 @@ log = logging.getLogger("xdnsd.server")
 
 Answerer = Callable[[bytes], "bytes | None"]
 # (message, client address, over TCP?, reply) for messages the answerer hands off (b"")
-Handoff = Callable[[bytes, Any, bool, Callable[["bytes | None"], None]], None]
+Reply = Callable[["bytes | None"], None]
+Stream = Callable[[Iterator[bytes]], None]  # several messages in turn (TCP only: transfers)
+Handoff = Callable[[bytes, Any, bool, Reply, "Stream | None"], None]
 
 # drain at most this many datagrams per readiness event so TCP and timers still get their turn
 UDP_BATCH = 512
@@ -74,7 +77,7 @@ class UDPListener:
                 if response:
                     sendto(response, addr)
                 elif response is not None and self._handoff is not None:
-                    self._handoff(data, addr, False, self._replier(addr))
+                    self._handoff(data, addr, False, self._replier(addr), None)
             except OSError:
                 pass  # a full socket buffer or an unreachable client: the datagram is dropped
             except Exception:
@@ -122,6 +125,9 @@ class DNSOverTCP(Int16StringReceiver, TimeoutMixin):
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._lost = True
         self.setTimeout(None)
+        for producer in getattr(self, "_streams", ()):
+            producer.stopProducing()  # releases what the generators hold (a read snapshot)
+        self._streams: deque[_MessageProducer] = deque()
         if getattr(self, "_counted", False):
             self.factory.connections -= 1
             self._counted = False
@@ -140,9 +146,35 @@ class DNSOverTCP(Int16StringReceiver, TimeoutMixin):
             return
         if not response and self.factory.handoff is not None:
             transport: Any = self.transport
-            self.factory.handoff(string, transport.getPeer(), True, self._reply)
+            self.factory.handoff(string, transport.getPeer(), True, self._reply, self.stream)
             return
         self.sendString(response)
+
+    def stream(self, messages: Iterator[bytes]) -> None:
+        """Send ``messages`` one by one as the socket drains (a zone transfer is never held
+        whole in memory); several streams on one connection go one after the other."""
+        if getattr(self, "_lost", False):
+            _close_iterator(messages)
+            return
+        if not hasattr(self, "_streams"):
+            self._streams = deque()
+        self._streams.append(_MessageProducer(self, messages))
+        if len(self._streams) == 1:
+            self._start_stream()
+
+    def _start_stream(self) -> None:
+        transport: Any = self.transport
+        transport.registerProducer(self._streams[0], False)
+
+    def _stream_done(self, producer: _MessageProducer, failed: bool) -> None:
+        transport: Any = self.transport
+        transport.unregisterProducer()
+        if self._streams and self._streams[0] is producer:
+            self._streams.popleft()
+        if failed:
+            self._close()
+        elif self._streams:
+            self._start_stream()
 
     def _reply(self, response: bytes | None) -> None:
         """An answer given later (an update, after its commit); pipelining may reorder."""
@@ -178,3 +210,42 @@ class TCPFactory(protocol.ServerFactory):
         proto = DNSOverTCP()
         proto.factory = self
         return proto
+
+
+def _close_iterator(messages: Iterator[bytes]) -> None:
+    close = getattr(messages, "close", None)
+    if close is not None:
+        close()
+
+
+@implementer(IPullProducer)
+class _MessageProducer:
+    """Writes the next message of a stream each time the TCP transport asks for more."""
+
+    def __init__(self, proto: DNSOverTCP, messages: Iterator[bytes]) -> None:
+        self._proto = proto
+        self._messages = messages
+        self._done = False
+
+    def resumeProducing(self) -> None:
+        if self._done:
+            return
+        try:
+            message = next(self._messages)
+        except StopIteration:
+            self._done = True
+            self._proto._stream_done(self, failed=False)
+            return
+        except Exception:
+            log.exception("a multi-message answer failed part-way; closing the connection")
+            self._done = True
+            _close_iterator(self._messages)
+            self._proto._stream_done(self, failed=True)
+            return
+        self._proto.resetTimeout()
+        self._proto.sendString(message)
+
+    def stopProducing(self) -> None:
+        if not self._done:
+            self._done = True
+            _close_iterator(self._messages)

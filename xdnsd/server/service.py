@@ -93,6 +93,7 @@ class DNSService:
     shared_cache: SharedResponseCache | None = None
     keys: dict[dns.name.Name, TsigKey] = field(default_factory=dict)
     update_acls: dict[dns.name.Name, UpdateAcl] = field(default_factory=dict)
+    transfer_acls: dict[dns.name.Name, UpdateAcl] = field(default_factory=dict)
     answerer: QueryAnswerer = field(init=False)
     writer_socket: socket.socket | None = None  # this worker's end of the link to the writer
     writer: WriterLink = field(init=False)
@@ -111,7 +112,7 @@ class DNSService:
             self.writer = WriterLink()
             self.writer.lost = True
         self.handler = MessageHandler(
-            self.store, self.writer, self.keys, self.update_acls, identity
+            self.store, self.writer, self.keys, self.update_acls, identity, self.transfer_acls
         )
 
     def bind(self) -> list[tuple[socket.socket, socket.socket]]:

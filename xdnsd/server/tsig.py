@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import dns.name
@@ -280,6 +280,30 @@ def sign_response(response: bytes, signature: Signature, now: int) -> bytes:
         request.algorithm, time, fudge, mac, request.original_id, signature.error, other
     )
     return _append(response, signature.owner, signed)
+
+
+def sign_stream(messages: Iterator[bytes], signature: Signature, now: int) -> Iterator[bytes]:
+    """Sign the messages of a multi-message answer (AXFR, IXFR; RFC 8945 5.3.1): the first as
+    a response to the request, each later one over the prior MAC, itself and the timers."""
+    key = signature.key
+    assert key is not None and signature.ok
+    request = signature.rdata
+    prior = b""
+    for message in messages:
+        if not prior:
+            template = TsigRecord(
+                request.algorithm, now, DEFAULT_FUDGE, b"", request.original_id, 0, b""
+            )
+            mac = _mac(message, key, template, request.mac)
+        else:
+            ctx = key.hmac()
+            ctx.update(struct.pack("!H", len(prior)) + prior)
+            ctx.update(struct.pack("!H", request.original_id) + message[2:])
+            ctx.update(struct.pack("!HIH", (now >> 32) & 0xFFFF, now & 0xFFFFFFFF, DEFAULT_FUDGE))
+            mac = ctx.digest()
+        signed = TsigRecord(request.algorithm, now, DEFAULT_FUDGE, mac, request.original_id, 0, b"")
+        prior = mac
+        yield _append(message, signature.owner, signed)
 
 
 def error_response(request: bytes, question_end: int, rcode: int) -> bytes:

@@ -87,6 +87,8 @@ def test_demo_config_allows_the_demo_key() -> None:
         (_zone('update_policy = ["grant k zonesub BOGUS"]'), r"update_policy\[0\]: .*BOGUS"),
         (_zone('allow_update = ["key nokey"]'), r"allow_update\[0\]: .*no key named"),
         (_zone('allow_transfer = ["300.1.1.1"]'), r"allow_transfer\[0\]: .*not an address"),
+        (_zone('secondaries = ["ns2.example:53"]'), r"secondaries\[0\]: .*not an IP address"),
+        (_zone('notify_key = "nokey"'), r"notify_key: no key named 'nokey'"),
         (
             _zone('allow_update = ["127.0.0.1"]\nupdate_policy = []'),
             r"either 'update_policy' or 'allow_update'",

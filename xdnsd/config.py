@@ -64,6 +64,8 @@ class ZoneConfig:
     file: Path | None
     update_acl: UpdateAcl = field(default_factory=UpdateAcl)
     transfer_acl: UpdateAcl = field(default_factory=UpdateAcl)  # its allow list: who may AXFR/IXFR
+    secondaries: tuple[ListenAddress, ...] = ()  # sent a NOTIFY after every change
+    notify_key: TsigKey | None = None  # signs those NOTIFYs
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +231,19 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         zw = f"{f}: [[zones]] #{i + 1}"
         if not isinstance(z, dict):
             raise ConfigError(f"{zw}: expected a table")
-        _no_unknown(z, {"name", "file", "update_policy", "allow_update", "allow_transfer"}, zw)
+        _no_unknown(
+            z,
+            {
+                "name",
+                "file",
+                "update_policy",
+                "allow_update",
+                "allow_transfer",
+                "secondaries",
+                "notify_key",
+            },
+            zw,
+        )
         name_text = _take(z, "name", str, zw)
         try:
             name = dns.name.from_text(name_text)
@@ -241,12 +255,25 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         file_text = _take(z, "file", str, zw, None)
         acl = _parse_update_acl(z, keys, zw)
         transfer = _parse_allow_list(z, "allow_transfer", keys, zw)
+        secondaries = []
+        for j, item in enumerate(_take(z, "secondaries", list, zw, [])):
+            if not isinstance(item, str):
+                raise ConfigError(f"{zw}.secondaries[{j}]: expected a string like '127.0.0.1:53'")
+            secondaries.append(parse_listen(item, f"{zw}.secondaries[{j}]"))
+        notify_key = None
+        key_text = _take(z, "notify_key", str, zw, None)
+        if key_text is not None:
+            notify_key = keys.get(dns.name.from_text(key_text))
+            if notify_key is None:
+                raise ConfigError(f"{zw}.notify_key: no key named {key_text!r} in [keys]")
         zones.append(
             ZoneConfig(
                 name,
                 (base / file_text).resolve() if file_text else None,
                 acl,
                 UpdateAcl(allow=transfer),
+                tuple(secondaries),
+                notify_key,
             )
         )
     return Config(

@@ -119,6 +119,7 @@ def serve(config: Config) -> int:
 
 def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket]]) -> int:
     """Fork the writer process; it serves the worker links until they close or SIGTERM."""
+    from xdnsd.server.notify import NotifyTargets
     from xdnsd.server.writer import run_writer_process
 
     pid = os.fork()
@@ -132,7 +133,10 @@ def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket
         ends = [writer_end for _worker_end, writer_end in links]
         store = open_store(config)
         acls = {zone.name: zone.update_acl for zone in config.zones}
-        status = run_writer_process(store, acls, ends)
+        notify = {
+            zone.name: NotifyTargets(zone.secondaries, zone.notify_key) for zone in config.zones
+        }
+        status = run_writer_process(store, acls, ends, notify)
     except Exception:
         log.exception("the writer process failed")
     finally:

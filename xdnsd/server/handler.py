@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import dns.exception
 import dns.message
 import dns.name
 import dns.opcode
@@ -197,7 +198,12 @@ class MessageHandler:
         if not tcp:  # IXFR over UDP: the answer if it fits in one datagram, else the SOA alone
             room = _TSIG_ROOM if signature is not None else 0
             limit = max_response_size(query, False, EDNS_PAYLOAD) - room
-            messages = list(self._transfer_messages(zone, question, query.id, client_serial, limit))
+            try:
+                messages = list(
+                    self._transfer_messages(zone, question, query.id, client_serial, limit)
+                )
+            except dns.exception.TooBig:  # one RRset alone is bigger than the datagram
+                messages = []
             if len(messages) != 1:
                 messages = list(self._transfer_messages(zone, question, query.id, -1, limit))
             send(messages[0] if len(messages) == 1 else None)  # signed by send()
@@ -302,6 +308,8 @@ def _error(request: bytes, qend: int, rcode: int, edns: bool) -> bytes:
         arcount = struct.unpack_from("!H", response, 10)[0] + 1
         response = response[:10] + struct.pack("!H", arcount) + response[12:] + _OPT
     return response
+
+
 _TSIG_ROOM = 160  # a TSIG record: key and algorithm names, a SHA-512 MAC, the fixed fields
 
 

@@ -64,6 +64,10 @@ class TsigKey:
         """The hashlib name of the key's HMAC digest."""
         return _HASHES[self.algorithm]
 
+    def dnspython_key(self) -> dns.tsig.Key:
+        """The key as dnspython's signer wants it (for messages xdnsd sends: NOTIFY)."""
+        return dns.tsig.Key(self.name, self.secret, self.algorithm)
+
     def hmac(self) -> hmac.HMAC:
         """A fresh HMAC context for this key (a copy of a keyed one: no key schedule)."""
         return self._keyed.copy()

@@ -38,6 +38,7 @@ import dns.rdatatype
 
 from xdnsd.model import Changeset, CommitResult
 from xdnsd.server.acl import Requester, UpdateAcl
+from xdnsd.server.notify import Notifier, NotifyTargets
 from xdnsd.server.update import ParsedUpdate, UpdatePlan, parse_update, plan_update
 from xdnsd.store import Planner, Store, ZoneSnapshot
 
@@ -199,8 +200,10 @@ def serve_writer(
     processor: UpdateProcessor,
     connections: Sequence[socket.socket],
     should_stop: Callable[[], bool] | None = None,
+    notifier: Notifier | None = None,
 ) -> None:
-    """Answer the workers' requests until every connection is closed or ``should_stop()``.
+    """Answer the workers' requests until every connection is closed or ``should_stop()``;
+    send the NOTIFYs the commits call for.
 
     Whatever has been read is still committed and answered before returning.
     """
@@ -210,13 +213,23 @@ def serve_writer(
         link.setblocking(True)
         selector.register(link, selectors.EVENT_READ)
         buffers[link] = bytearray()
+    notify_sockets = set(notifier.sockets.values()) if notifier is not None else set()
+    for sock in notify_sockets:
+        selector.register(sock, selectors.EVENT_READ)
+    if notifier is not None:
+        notifier.check()  # announce the serials we start with
     stop = should_stop or (lambda: False)
     scratch = bytearray(MAX_FRAME)
     scratch_view = memoryview(scratch)
     while buffers and not stop():
         batch: list[tuple[socket.socket, UpdateRequest]] = []
-        for key, _events in selector.select(timeout=0.2):
+        timeout = 0.2 if notifier is None else min(0.2, notifier.timeout())
+        for key, _events in selector.select(timeout=timeout):
             conn: Any = key.fileobj
+            if conn in notify_sockets:
+                assert notifier is not None
+                notifier.readable(conn)
+                continue
             try:
                 count = conn.recv_into(scratch)  # no fresh megabyte allocated per read
             except OSError:
@@ -249,11 +262,18 @@ def serve_writer(
             for (conn, request), rcode in zip(batch, rcodes, strict=True):
                 with contextlib.suppress(OSError):  # a worker that went away
                     conn.sendall(encode_reply(request.request_id, rcode))
+            if notifier is not None:
+                notifier.check()
+        if notifier is not None:
+            notifier.tick()
     selector.close()
 
 
 def run_writer_process(
-    store: Store, acls: Mapping[dns.name.Name, UpdateAcl], connections: Sequence[socket.socket]
+    store: Store,
+    acls: Mapping[dns.name.Name, UpdateAcl],
+    connections: Sequence[socket.socket],
+    notify: Mapping[dns.name.Name, NotifyTargets] | None = None,
 ) -> int:
     """The body of the writer process; SIGTERM / SIGINT end it after the batch in hand."""
     stopping = False
@@ -265,9 +285,13 @@ def run_writer_process(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     processor = UpdateProcessor(store, acls)
+    notifier = Notifier(store, notify or {})
     try:
-        serve_writer(processor, connections, lambda: stopping)
+        serve_writer(
+            processor, connections, lambda: stopping, notifier if notifier.enabled else None
+        )
     finally:
+        notifier.close()
         if processor.changes:
             log.info(
                 "writer: %d updates decided in %d transactions",

@@ -51,6 +51,9 @@ class ServerConfig:
     identity: str | None = None  # answered to CH TXT id.server / hostname.bind
     journal_depth: int = 1000
     cache_size: int = 200_000
+    catalog_zone: dns.name.Name | None = None  # publish the zone list as an RFC 9432 catalog
+    # for zones without their own allow_transfer (BIND's options-level allow-transfer)
+    allow_transfer: UpdateAcl = field(default_factory=UpdateAcl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,15 @@ def parse_listen(value: str, where: str) -> ListenAddress:
     except ValueError:
         raise ConfigError(f"{where}: {value!r}: {host!r} is not an IP address") from None
     return ListenAddress(host, port)
+
+
+def _catalog_name(text: str | None, where: str) -> dns.name.Name | None:
+    if text is None:
+        return None
+    try:
+        return dns.name.from_text(text)
+    except dns.exception.DNSException as exc:
+        raise ConfigError(f"{where}.catalog_zone: {text!r} is not a domain name: {exc}") from None
 
 
 def _parse_port(text: str, value: str, where: str) -> int:
@@ -161,6 +173,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     f = str(path)
     _no_unknown(raw, {"server", "node", "zones", "keys"}, f)
 
+    keys = _parse_keys(_take(raw, "keys", dict, f, {}), base, f)
     server = _take(raw, "server", dict, f, {})
     sw = f"{f}: [server]"
     _no_unknown(
@@ -175,6 +188,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             "identity",
             "journal_depth",
             "cache_size",
+            "catalog_zone",
+            "allow_transfer",
         },
         sw,
     )
@@ -211,6 +226,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         identity=_take(server, "identity", str, sw, None),
         journal_depth=journal_depth,
         cache_size=cache_size,
+        catalog_zone=_catalog_name(_take(server, "catalog_zone", str, sw, None), sw),
+        allow_transfer=UpdateAcl(allow=_parse_allow_list(server, "allow_transfer", keys, sw)),
     )
 
     node = _take(raw, "node", dict, f, {})
@@ -224,7 +241,6 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     ):
         raise ConfigError(f"{nw}.id: {node_id!r} must be 1-64 letters, digits, '-', '_' or '.'")
 
-    keys = _parse_keys(_take(raw, "keys", dict, f, {}), base, f)
     zones = []
     seen: set[dns.name.Name] = set()
     for i, z in enumerate(_take(raw, "zones", list, f, [])):

@@ -12,6 +12,7 @@ import socket
 import sys
 from typing import Any
 
+from xdnsd.catalog import sync_catalog
 from xdnsd.config import Config
 from xdnsd.store import SharedResponseCache, Store
 from xdnsd.zonefile import ZoneFileError, create_changeset, parse_zone_file
@@ -37,8 +38,8 @@ def load_configured_zones(config: Config, store: Store) -> None:
     afterwards (change a zone with ``xdnsd zone import`` or dynamic updates)."""
     present = {meta.name for meta in store.list_zones()}
     for zone in config.zones:
-        if zone.name in present:
-            continue
+        if zone.name in present or zone.name == config.server.catalog_zone:
+            continue  # the catalog's contents are made by xdnsd, not read from a file
         if zone.file is None:
             raise StartupError(
                 f"{config.path}: zone {zone.name} is not in the store and has no 'file' to load"
@@ -55,7 +56,11 @@ def load_configured_zones(config: Config, store: Store) -> None:
             len(records),
             result.serial_to,
         )
+    if config.server.catalog_zone is not None:
+        sync_catalog(store, config.server.catalog_zone)
     configured = {z.name for z in config.zones}
+    if config.server.catalog_zone is not None:
+        configured.add(config.server.catalog_zone)
     for name in sorted(present - configured):
         log.info("zone %s is in the store but not in the config; serving it", name)
 
@@ -119,6 +124,7 @@ def serve(config: Config) -> int:
 
 def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket]]) -> int:
     """Fork the writer process; it serves the worker links until they close or SIGTERM."""
+    from xdnsd.catalog import CatalogKeeper
     from xdnsd.server.notify import NotifyTargets
     from xdnsd.server.writer import run_writer_process
 
@@ -136,7 +142,9 @@ def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket
         notify = {
             zone.name: NotifyTargets(zone.secondaries, zone.notify_key) for zone in config.zones
         }
-        status = run_writer_process(store, acls, ends, notify)
+        catalog = config.server.catalog_zone
+        keeper = CatalogKeeper(store, catalog) if catalog is not None else None
+        status = run_writer_process(store, acls, ends, notify, keeper)
     except Exception:
         log.exception("the writer process failed")
     finally:

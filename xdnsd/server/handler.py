@@ -81,6 +81,7 @@ class MessageHandler:
         update_acls: Mapping[dns.name.Name, UpdateAcl],
         identity: ServerIdentity,
         transfer_acls: Mapping[dns.name.Name, UpdateAcl] | None = None,
+        default_transfer_acl: UpdateAcl | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -88,6 +89,7 @@ class MessageHandler:
         self._keyring = keyring
         self._acls = update_acls
         self._transfer_acls = transfer_acls or {}
+        self._default_transfer_acl = default_transfer_acl or UpdateAcl()
         self._identity = identity
         self._clock = clock
 
@@ -177,7 +179,10 @@ class MessageHandler:
             )
             send(_error(body, qend, dns.rcode.NOTAUTH, query.edns >= 0))
             return
-        if not self._transfer_acls.get(zone, UpdateAcl()).admits(requester):
+        acl = self._transfer_acls.get(zone)
+        if acl is None or acl.allow is None:
+            acl = self._default_transfer_acl
+        if not acl.admits(requester):
             log.warning(
                 "%s of zone %s refused: %s from %s",
                 kind,

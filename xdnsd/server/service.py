@@ -112,7 +112,13 @@ class DNSService:
             self.writer = WriterLink()
             self.writer.lost = True
         self.handler = MessageHandler(
-            self.store, self.writer, self.keys, self.update_acls, identity, self.transfer_acls
+            self.store,
+            self.writer,
+            self.keys,
+            self.update_acls,
+            identity,
+            self.transfer_acls,
+            self.config.allow_transfer,
         )
 
     def bind(self) -> list[tuple[socket.socket, socket.socket]]:

@@ -36,6 +36,7 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
+from xdnsd.catalog import CatalogKeeper
 from xdnsd.model import Changeset, CommitResult
 from xdnsd.server.acl import Requester, UpdateAcl
 from xdnsd.server.notify import Notifier, NotifyTargets
@@ -201,6 +202,7 @@ def serve_writer(
     connections: Sequence[socket.socket],
     should_stop: Callable[[], bool] | None = None,
     notifier: Notifier | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> None:
     """Answer the workers' requests until every connection is closed or ``should_stop()``;
     send the NOTIFYs the commits call for.
@@ -264,6 +266,8 @@ def serve_writer(
                     conn.sendall(encode_reply(request.request_id, rcode))
             if notifier is not None:
                 notifier.check()
+        if tick is not None:
+            tick()  # e.g. the catalog zone following the zone list
         if notifier is not None:
             notifier.tick()
     selector.close()
@@ -274,6 +278,7 @@ def run_writer_process(
     acls: Mapping[dns.name.Name, UpdateAcl],
     connections: Sequence[socket.socket],
     notify: Mapping[dns.name.Name, NotifyTargets] | None = None,
+    catalog: CatalogKeeper | None = None,
 ) -> int:
     """The body of the writer process; SIGTERM / SIGINT end it after the batch in hand."""
     stopping = False
@@ -288,7 +293,11 @@ def run_writer_process(
     notifier = Notifier(store, notify or {})
     try:
         serve_writer(
-            processor, connections, lambda: stopping, notifier if notifier.enabled else None
+            processor,
+            connections,
+            lambda: stopping,
+            notifier if notifier.enabled else None,
+            catalog.tick if catalog is not None else None,
         )
     finally:
         notifier.close()

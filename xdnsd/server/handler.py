@@ -210,7 +210,11 @@ class MessageHandler:
             except dns.exception.TooBig:  # one RRset alone is bigger than the datagram
                 messages = []
             if len(messages) != 1:
-                messages = list(self._transfer_messages(zone, question, query.id, -1, limit))
+                messages = list(
+                    self._transfer_messages(
+                        zone, question, query.id, client_serial, limit, soa_only=True
+                    )
+                )
             send(messages[0] if len(messages) == 1 else None)  # signed by send()
             return
         log.info("%s of zone %s to %s (%s)", kind, zone, requester.address, requester.describe())
@@ -227,22 +231,22 @@ class MessageHandler:
         query_id: int,
         client_serial: int | None,
         max_size: int,
+        soa_only: bool = False,
     ) -> Iterator[bytes]:
-        """The answer's messages, read from one snapshot held while they are pulled; an IXFR
-        with ``client_serial`` -1 is the current SOA alone; one the journal does not reach
-        is answered with the whole zone (RFC 1995 4)."""
+        """The answer's messages, read from one snapshot held while they are pulled: an AXFR
+        (``client_serial`` None), an IXFR from ``client_serial`` (the whole zone when the
+        journal does not reach it, RFC 1995 4), or the current SOA alone (``soa_only``)."""
         q: xfr.Question = (question.name, int(question.rdtype), int(question.rdclass))
         with self._store.snapshot() as snap:
             view = snap.zone(zone)
             current = view.soa()
+            if soa_only:
+                client_serial = int(current.rdata.serial)  # type: ignore[attr-defined]
             if client_serial is not None:
-                serial = -1 if client_serial == -1 else client_serial
-                reach = None if serial == -1 else snap.journal_since(zone, serial)
+                reach = snap.journal_since(zone, client_serial)
                 entries, old_soa = reach if reach is not None else (None, None)
-                if serial == -1:
-                    serial = int(current.rdata.serial)  # type: ignore[attr-defined]
                 messages = xfr.ixfr_messages(
-                    current, serial, entries, old_soa, query_id, q, max_size
+                    current, client_serial, entries, old_soa, query_id, q, max_size
                 )
                 if messages is not None:
                     yield from messages

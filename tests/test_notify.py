@@ -154,3 +154,39 @@ def test_bind_secondary_follows_by_notify_and_ixfr(tmp_path: Path) -> None:
             named.terminate()
             named.wait(10)
             log.close()
+
+
+def test_cli_zone_notify(tmp_path: Path) -> None:
+    """`xdnsd zone notify NAME` sends one now and reports who answered."""
+    import threading
+
+    from tests.harness import run_cli, write_config
+
+    secondary = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    secondary.bind(("127.0.0.1", 0))
+    port = secondary.getsockname()[1]
+    zone = tmp_path / "example.test.zone"
+    zone.write_text(ZONE_TEXT)
+    config = write_config(
+        tmp_path,
+        {"example.test": zone},
+        port=free_port(),
+        zone_options={"example.test": f'secondaries = ["127.0.0.1:{port}"]'},
+    )
+    run_cli("zone", "import", str(zone), "--zone", "example.test", config=config)
+
+    def answer_once() -> None:
+        notify, source = _receive(secondary, 10)
+        secondary.sendto(dns.message.make_response(notify).to_wire(), source)
+
+    responder = threading.Thread(target=answer_once)
+    responder.start()
+    result = run_cli("zone", "notify", "example.test", config=config)
+    responder.join(10)
+    assert "NOTIFY sent to 1 secondaries, 1 answered" in result.stdout
+    # nobody answering: a clear non-zero exit once the time is up
+    result = run_cli(
+        "zone", "notify", "example.test", "--timeout", "1.5", config=config, check=False
+    )
+    assert result.returncode == 1 and "0 answered" in result.stdout
+    secondary.close()

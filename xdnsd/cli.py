@@ -7,6 +7,7 @@ import datetime
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -151,6 +152,38 @@ def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> No
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+def cmd_zone_notify(config: Config, args: argparse.Namespace) -> int:
+    """Send a NOTIFY for the zone's current serial to its secondaries now; wait for answers."""
+    import select
+
+    from xdnsd.server.notify import Notifier, NotifyTargets
+
+    zone = _zone_name(args.zone)
+    configured = {z.name: z for z in config.zones}
+    if zone not in configured or not configured[zone].secondaries:
+        raise CLIError(f"zone {zone} has no 'secondaries' in {config.path}")
+    entry = configured[zone]
+    store = open_store(config)
+    notifier = Notifier(store, {zone: NotifyTargets(entry.secondaries, entry.notify_key)})
+    try:
+        notifier.check()
+        deadline = time.monotonic() + args.timeout
+        sockets = list(notifier.sockets.values())
+        while notifier.pending and time.monotonic() < deadline:
+            wait = min(notifier.timeout(), max(0.0, deadline - time.monotonic()))
+            ready, _, _ = select.select(sockets, [], [], wait)
+            for sock in ready:
+                notifier.readable(sock)
+            notifier.tick()
+        answered = notifier.acknowledged
+        total = len(entry.secondaries)
+        print(f"{zone}: NOTIFY sent to {total} secondaries, {answered} answered")
+        return 0 if answered == total else 1
+    finally:
+        notifier.close()
+        store.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xdnsd", description="multi-master authoritative DNS")
     parser.add_argument(
@@ -188,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_zone_history)
+    p = zone.add_parser("notify", parents=[common], help="send a NOTIFY to the secondaries now")
+    p.add_argument("zone")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for answers")
+    p.set_defaults(func=cmd_zone_notify)
     return parser
 
 

@@ -83,6 +83,11 @@ class Notifier:
     def enabled(self) -> bool:
         return bool(self._targets)
 
+    @property
+    def pending(self) -> int:
+        """NOTIFYs sent and neither answered nor given up yet."""
+        return len(self._pending)
+
     def check(self) -> None:
         """Announce every zone whose serial differs from the one last announced."""
         if not self._targets:

@@ -205,3 +205,17 @@ def test_client_leaving_mid_transfer_does_not_hurt(server: XdnsdProcess) -> None
     query = dns.message.make_query("h1.big.test", "A")
     assert dns.query.udp(query, server.host, port=server.port, timeout=5).answer
     assert len(records(axfr(server, "big.test"))) >= 2 * NAMES + 3
+
+
+def test_ixfr_without_an_soa_in_authority_is_formerr(server: XdnsdProcess) -> None:
+    query = dns.message.make_query("big.test", "IXFR")  # no SOA in the authority section
+    wire = query.to_wire()
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(struct.pack("!H", len(wire)) + wire)
+        (length,) = struct.unpack("!H", sock.recv(2, socket.MSG_WAITALL))
+        response = dns.message.from_wire(sock.recv(length, socket.MSG_WAITALL))
+    assert response.rcode() == dns.rcode.FORMERR
+    # and the server is fine
+    assert dns.query.udp(
+        dns.message.make_query("h1.big.test", "A"), server.host, port=server.port, timeout=5
+    ).answer

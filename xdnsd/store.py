@@ -91,6 +91,7 @@ _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
 _RTYPE = struct.Struct("!H")
 _VALUE_HEAD = struct.Struct("!BIQQ")  # flags, ttl, hlc, dot counter
+_WIRE_RR = struct.Struct("!HHIH")  # type, class, TTL, RDATA length
 _META_HEAD = struct.Struct("!IQ")  # zone id, generation
 _SOA_DIGEST = b"\x00" * 16
 SOA = int(dns.rdatatype.SOA)
@@ -452,6 +453,25 @@ class ZoneSnapshot:
             # the type sits just before the 16-byte digest
             rdtype = _RTYPE.unpack_from(key, len(key) - 18)[0]
             yield _decode_value(rdtype, value)
+
+    def iter_wire(self) -> Iterator[tuple[int, bytes]]:
+        """Every record as (type, RR in wire form), canonical order, straight from the stored
+        bytes: owner and RDATA uncompressed, class IN (zone transfers render from this)."""
+        cursor = self._cursor
+        prefix = self._prefix
+        if not cursor.set_range(prefix):
+            return
+        head = _VALUE_HEAD.size
+        pack = _WIRE_RR.pack
+        for key, value in cursor:
+            if key[:4] != prefix:
+                break
+            rdtype = _RTYPE.unpack_from(key, len(key) - 18)[0]
+            ttl = _VALUE_HEAD.unpack_from(value, 0)[1]
+            i = head + 1 + value[head]  # past the dot's node id
+            owner_end = i + 1 + value[i]
+            rdata = value[owner_end:]
+            yield rdtype, value[i + 1 : owner_end] + pack(rdtype, 1, ttl, len(rdata)) + rdata
 
     def soa(self) -> RR:
         rrset = self.rrsets_at(self._origin).get(SOA)

@@ -251,7 +251,12 @@ class MessageHandler:
                 if messages is not None:
                     yield from messages
                     return
-            yield from xfr.axfr_messages(current, view.iter_records(), query_id, q, max_size)
+            soa_wire = next(w for t, w in view.iter_wire() if t == _SOA)
+            name_wire = question.name.to_wire()  # the name as asked (its case kept)
+            question_wire = name_wire + struct.pack("!HH", q[1], q[2])
+            yield from xfr.axfr_messages(
+                soa_wire, view.iter_wire(), query_id, question_wire, max_size
+            )
 
     # --- an UPDATE ------------------------------------------------------------------------
 

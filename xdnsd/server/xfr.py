@@ -8,6 +8,7 @@ The TSIG of each message is added by the caller (``tsig.sign_stream``).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator
 
 import dns.exception
@@ -105,16 +106,49 @@ def _soa_rrset(soa: RR) -> dns.rrset.RRset:
     return dns.rrset.from_rdata(soa.owner, soa.ttl, soa.rdata)
 
 
+_HEADER = struct.Struct("!HHHHHH")
+_AA_QR = 0x8400
+
+
 def axfr_messages(
-    soa: RR, records: Iterable[RR], query_id: int, question: Question, max_size: int = MAX_MESSAGE
+    soa_wire: bytes,
+    records: Iterable[tuple[int, bytes]],
+    query_id: int,
+    question_wire: bytes,
+    max_size: int = MAX_MESSAGE,
 ) -> Iterator[bytes]:
-    """The zone as AXFR messages: SOA, every other RRset, SOA (RFC 5936 2.2)."""
-    packer = Packer(query_id, question, max_size)
-    yield from packer.add(_soa_rrset(soa))
-    for rrset in _rrsets(records):
-        yield from packer.add(rrset)
-    yield from packer.add(_soa_rrset(soa))
-    yield packer.finish()
+    """The zone as AXFR messages: SOA, every other record, SOA (RFC 5936 2.2).
+
+    ``records`` are (type, RR wire) as the store keeps them (``ZoneSnapshot.iter_wire``): the
+    messages are concatenations of stored bytes, without decoding or name compression (a
+    transfer is then a copy, not a re-encoding); the question goes in the first message only.
+    """
+    parts: list[bytes] = [question_wire, soa_wire]
+    size = _HEADER.size + len(question_wire) + len(soa_wire)
+    count = 1
+    first = True
+
+    def message() -> bytes:
+        head = _HEADER.pack(query_id, _AA_QR, 1 if first else 0, count, 0, 0)
+        return head + b"".join(parts)
+
+    for rdtype, wire in records:
+        if rdtype == SOA:
+            continue
+        if size + len(wire) > max_size:
+            yield message()
+            first = False
+            parts, size, count = [], _HEADER.size, 0
+        parts.append(wire)
+        size += len(wire)
+        count += 1
+    if size + len(soa_wire) > max_size:
+        yield message()
+        first = False
+        parts, size, count = [], _HEADER.size, 0
+    parts.append(soa_wire)
+    count += 1
+    yield message()
 
 
 JournalEntry = tuple[int, int, list[RR], list[RR]]  # serial from, serial to, removed, added

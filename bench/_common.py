@@ -176,6 +176,12 @@ def session_memory(sid: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- server configs
 
 
+def _indent(text: str, n: int) -> str:
+    """``text`` (config lines) indented by ``n`` spaces, ending with a newline; "" stays ""."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return "".join(" " * n + ln + "\n" for ln in lines)
+
+
 @dataclass
 class ServerSpec:
     kind: str  # nsd | knot | bind | xdnsd
@@ -188,7 +194,10 @@ class ServerSpec:
     data_dir: str | None = None
 
 
-def nsd_spec(work: str, zone_file: str, port: int, workers: int) -> ServerSpec:
+def nsd_spec(
+    work: str, zone_file: str, port: int, workers: int, zone_extra: str = ""
+) -> ServerSpec:
+    """``zone_extra``: more lines for the zone (e.g. ``provide-xfr: 127.0.0.1 NOKEY``)."""
     d = os.path.join(work, f"nsd-w{workers}")
     os.makedirs(d, exist_ok=True)
     conf = os.path.join(d, "nsd.conf")
@@ -219,18 +228,28 @@ remote-control:
 zone:
     name: {ZONE}
     zonefile: "{os.path.basename(zone_file)}"
-""")
+{_indent(zone_extra, 4)}""")
     return ServerSpec(
         "nsd", ["nsd", "-d", "-c", conf], d, port, workers, os.path.join(d, "stderr.log")
     )
 
 
-def knot_spec(work: str, zone_file: str, port: int, workers: int) -> ServerSpec:
+def knot_spec(
+    work: str,
+    zone_file: str,
+    port: int,
+    workers: int,
+    sections: str = "",
+    zone_extra: str = "",
+) -> ServerSpec:
+    """``sections``: more top-level sections written before the zone (e.g. an ``acl:`` list);
+    ``zone_extra``: more keys for the zone entry (e.g. ``acl: xfr``)."""
     d = os.path.join(work, f"knot-w{workers}")
     os.makedirs(os.path.join(d, "db"), exist_ok=True)
     conf = os.path.join(d, "knot.conf")
     with open(conf, "w") as f:
         f.write(knot_server(d, port, workers, "    background-workers: 1\n"))
+        f.write(sections if not sections or sections.endswith("\n") else sections + "\n")
         f.write(f"""template:
   - id: default
     storage: "{os.path.dirname(zone_file)}"
@@ -241,7 +260,7 @@ def knot_spec(work: str, zone_file: str, port: int, workers: int) -> ServerSpec:
 zone:
   - domain: {ZONE}
     file: "{os.path.basename(zone_file)}"
-""")
+{_indent(zone_extra, 4)}""")
     return ServerSpec(
         "knot", ["knotd", "-c", conf], d, port, workers, os.path.join(d, "stderr.log")
     )
@@ -311,7 +330,9 @@ def xdnsd_spec(
     workers: int,
     data_dir: str | None = None,
     start_timeout: float = 300.0,
+    zone_extra: str = "",
 ) -> ServerSpec:
+    """``zone_extra``: more keys for the ``[[zones]]`` table (e.g. ``allow_transfer = [...]``)."""
     d = os.path.join(work, f"xdnsd-w{workers}")
     os.makedirs(d, exist_ok=True)
     data_dir = data_dir or os.path.join(work, "xdnsd-var")
@@ -328,7 +349,7 @@ id = "bench"
 [[zones]]
 name = "{ZONE}"
 file = "{zone_file}"
-""")
+{_indent(zone_extra, 0)}""")
     return ServerSpec(
         "xdnsd",
         [VENV_PY, "-m", "xdnsd", "serve", "--config", conf],

@@ -421,9 +421,11 @@ def one_transfer(
     )
     if prober:
         row.update(prober.summary())
+    # the kernel's loopback TCP work is charged to no process: ~0.05-0.1 CPU-s per 40 MB
+    # shows as "other" even on an idle machine, hence a higher bar than the query bench's 10 %
     ncpu = os.cpu_count() or 1
     row["noisy"] = bool(
-        secs and row["other_cpu_s"] >= 0.05 and row["other_cpu_s"] > 0.10 * ncpu * secs
+        secs and row["other_cpu_s"] >= 0.05 and row["other_cpu_s"] > a.noise * ncpu * secs
     )
     return row
 
@@ -576,6 +578,7 @@ def summarize(entry: dict[str, Any], expected: int) -> None:
     entry["seconds_best"] = best["seconds"]
     entry["seconds_median"] = round(statistics.median(secs), 4)
     entry["mb_per_s"] = best["mb_per_s"]
+    entry["records_per_s"] = round(best["records"] / best["seconds"])
     entry["messages"] = best["messages"]
     entry["bytes"] = best["bytes"]
     entry["server_cpu_s"] = best["server_cpu_s"]
@@ -611,6 +614,7 @@ def fmt_table(sizes: list[dict[str, Any]], probe: bool) -> str:
         "s best",
         "s median",
         "MB/s",
+        "krec/s",
         "wire MB",
         "msgs",
         "records",
@@ -645,6 +649,7 @@ def fmt_table(sizes: list[dict[str, Any]], probe: bool) -> str:
                 f(e["seconds_best"], "{:.3f}"),
                 f(e["seconds_median"], "{:.3f}"),
                 f(e["mb_per_s"]),
+                f(e["records_per_s"] / 1000, "{:,.0f}"),
                 f(e["bytes"] / 1e6),
                 str(e["messages"]),
                 recs + ("" if e["records_ok"] else " !"),
@@ -766,6 +771,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=2,
         help="extra transfers allowed per server and size when other load disturbed one",
+    )
+    ap.add_argument(
+        "--noise",
+        type=float,
+        default=0.2,
+        help="a transfer is noisy when other CPU use exceeds this fraction of the machine",
     )
     ap.add_argument("--client", choices=("socket", "dig"), default="socket")
     ap.add_argument(

@@ -218,7 +218,7 @@ class MessageHandler:
             send(messages[0] if len(messages) == 1 else None)  # signed by send()
             return
         log.info("%s of zone %s to %s (%s)", kind, zone, requester.address, requester.describe())
-        out = self._transfer_messages(zone, question, query.id, client_serial, xfr.MAX_MESSAGE)
+        out = self._transfer_messages(zone, question, query.id, client_serial, xfr.STREAM_MESSAGE)
         if signature is not None:
             out = tsig.sign_stream(out, signature, now)
         assert stream is not None

@@ -25,6 +25,9 @@ SOA = int(dns.rdatatype.SOA)
 # room kept free in every message for a TSIG record (names, SHA-512 MAC, fixed fields)
 TSIG_ROOM = 400
 MAX_MESSAGE = 65535 - TSIG_ROOM
+# what a TCP transfer puts in one message: rendering one is one turn of the worker's reactor, so
+# smaller messages keep queries answered during a transfer (Knot and NSD send about 16 KiB too)
+STREAM_MESSAGE = 16384
 
 Question = tuple[dns.name.Name, int, int]  # qname, qtype, qclass
 

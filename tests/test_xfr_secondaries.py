@@ -36,6 +36,7 @@ Records are compared in canonical form (owner names and names inside RDATA lower
 
 from __future__ import annotations
 
+import abc
 import base64
 import contextlib
 import re
@@ -300,7 +301,7 @@ def update(port: int, *ops: tuple[str, str, str]) -> int:
 # --- secondaries ---------------------------------------------------------------------------------
 
 
-class Secondary:
+class Secondary(abc.ABC):
     """A secondary server (BIND or Knot) started on a free loopback port."""
 
     kind = ""
@@ -333,8 +334,9 @@ class Secondary:
     def wait_serial(self, serial: int) -> None:
         self.wait(lambda: self.serial() == serial, f"does not serve example.test serial {serial}")
 
+    @abc.abstractmethod
     def refresh(self) -> None:
-        raise NotImplementedError
+        """Make the secondary check its primary now (rndc refresh / knotc zone-refresh)."""
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -168,10 +168,7 @@ class MessageHandler:
             return
         zone = question.name
         meta = self._store.zone_for(zone)
-        requester = Requester(
-            signature.key.name if signature is not None and signature.key is not None else None,
-            ipaddress.ip_address(_host(address)),
-        )
+        requester = _requester(signature, address)
         kind = "AXFR" if qtype == _AXFR else "IXFR"
         if meta is None or meta.name != zone:
             log.warning(
@@ -283,10 +280,7 @@ class MessageHandler:
             answer(dns.rcode.FORMERR)
             return
         zone = header.zone
-        requester = Requester(
-            signature.key.name if signature is not None and signature.key is not None else None,
-            ipaddress.ip_address(_host(address)),
-        )
+        requester = _requester(signature, address)
         meta = self._store.zone_for(zone)
         if header.zone_class != _IN or meta is None or meta.name != zone:
             log.warning(
@@ -325,6 +319,12 @@ def _error(request: bytes, qend: int, rcode: int, edns: bool) -> bytes:
 
 
 _TSIG_ROOM = 160  # a TSIG record: key and algorithm names, a SHA-512 MAC, the fixed fields
+
+
+def _requester(signature: tsig.Signature | None, address: Any) -> Requester:
+    """Who sent a request: its verified key (None when unsigned) and its source address."""
+    key = signature.key.name if signature is not None and signature.key is not None else None
+    return Requester(key, ipaddress.ip_address(_host(address)))
 
 
 def _host(address: Any) -> str:

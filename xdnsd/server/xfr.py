@@ -162,23 +162,22 @@ def condense(entries: list[JournalEntry]) -> tuple[list[RR], list[RR]]:
     added and later removed (or the reverse) cancels out."""
     removed: dict[tuple[object, ...], RR] = {}
     added: dict[tuple[object, ...], RR] = {}
+
+    def record(
+        rrs: list[RR], into: dict[tuple[object, ...], RR], undo: dict[tuple[object, ...], RR]
+    ) -> None:
+        for rr in rrs:
+            if rr.rdtype == SOA:
+                continue
+            key = (rr.owner, rr.rdtype, canonical_rdata(rr.rdata), rr.ttl)
+            if key in undo:
+                del undo[key]  # the opposite change earlier in the chain: both cancel
+            else:
+                into[key] = rr
+
     for _from, _to, gone, new in entries:
-        for rr in gone:
-            if rr.rdtype == SOA:
-                continue
-            key = (rr.owner, rr.rdtype, canonical_rdata(rr.rdata), rr.ttl)
-            if key in added:
-                del added[key]
-            else:
-                removed[key] = rr
-        for rr in new:
-            if rr.rdtype == SOA:
-                continue
-            key = (rr.owner, rr.rdtype, canonical_rdata(rr.rdata), rr.ttl)
-            if key in removed:
-                del removed[key]
-            else:
-                added[key] = rr
+        record(gone, removed, added)
+        record(new, added, removed)
     return list(removed.values()), list(added.values())
 
 

@@ -38,7 +38,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def write_config(
     directory: Path,
-    zones: dict[str, Path],
+    zones: dict[str, Path | None],
     *,
     port: int,
     listen: Sequence[str] | None = None,
@@ -47,8 +47,9 @@ def write_config(
     keys: dict[str, tuple[str, str]] | None = None,
     zone_options: dict[str, str] | None = None,
 ) -> Path:
-    """``keys``: TSIG key name -> (algorithm, base64 secret); ``zone_options``: zone name -> TOML
-    lines added to that zone's ``[[zones]]`` table (e.g. ``update_policy = [...]``)."""
+    """``zones``: name -> master file (None for a zone without one: a secondary); ``keys``: TSIG
+    key name -> (algorithm, base64 secret); ``zone_options``: zone name -> TOML lines added to
+    that zone's ``[[zones]]`` table (e.g. ``update_policy = [...]``)."""
     listen = listen or [f"127.0.0.1:{port}"]
     lines = [
         "[server]",
@@ -61,7 +62,9 @@ def write_config(
     for key_name, (algorithm, secret) in (keys or {}).items():
         lines += [f'[keys."{key_name}"]', f'algorithm = "{algorithm}"', f'secret = "{secret}"']
     for name, path in zones.items():
-        lines += ["[[zones]]", f'name = "{name}"', f'file = "{path}"']
+        lines += ["[[zones]]", f'name = "{name}"']
+        if path is not None:
+            lines.append(f'file = "{path}"')
         lines.append((zone_options or {}).get(name, ""))
     config = directory / "xdnsd.toml"
     config.write_text("\n".join(lines) + "\n")
@@ -123,14 +126,17 @@ class XdnsdProcess:
 @contextlib.contextmanager
 def running_xdnsd(
     directory: Path,
-    zones: dict[str, Path],
+    zones: dict[str, Path | None],
     *,
     probe: str | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
     **config_args: object,
 ) -> Iterator[XdnsdProcess]:
-    port = free_port()
+    """``host``, ``port``: where the server is probed and tested (give ``listen`` to match)."""
+    port = port or free_port()
     config = write_config(directory, zones, port=port, **config_args)  # type: ignore[arg-type]
-    server = XdnsdProcess(config, port)
+    server = XdnsdProcess(config, port, host)
     try:
         server.wait_ready(probe or next(iter(zones)))
         yield server

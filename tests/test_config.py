@@ -109,3 +109,35 @@ def test_key_file_without_the_key(tmp_path: Path) -> None:
     path.write_text('[keys.k1]\nfile = "k.key"\n')
     with pytest.raises(ConfigError, match=r"has no key named k1. \(keys found: other\)"):
         load_config(path)
+
+
+def test_secondary_zone(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text(
+        '[keys.k]\nsecret = "c2VjcmV0"\n'
+        '[[zones]]\nname = "s.test"\nprimaries = ["192.0.2.1", "[2001:db8::1]:5300"]\n'
+        'primary_key = "k"\njournal_depth = 20\n'
+    )
+    (zone,) = load_config(path).zones
+    assert zone.kind == "secondary" and zone.journal_depth == 20
+    assert [str(p) for p in zone.primaries] == ["192.0.2.1:53", "[2001:db8::1]:5300"]
+    assert zone.primary_key is not None and zone.primary_key.name == dns.name.from_text("k")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('primaries = ["192.0.2.1"]\nfile = "z"', r"#1.file: zone s.test. is a secondary"),
+        ('primaries = ["192.0.2.1"]\nallow_update = ["any"]', r"#1.allow_update: .*secondary"),
+        ('primaries = ["nowhere"]', r"#1.primaries\[0\]: .*not an IP address"),
+        ('primaries = ["192.0.2.1"]\nprimary_key = "nokey"', r"primary_key: no key named"),
+        ('primary_key = "k"', r"primary_key: set without 'primaries'"),
+        ("journal_depth = 0", r"#1.journal_depth: must be at least 1"),
+    ],
+)
+def test_secondary_zone_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f'[keys.k]\nsecret = "c2VjcmV0"\n[[zones]]\nname = "s.test"\n{text}\n')
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert str(path) in str(err.value)

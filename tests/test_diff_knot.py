@@ -127,6 +127,12 @@ SERVE_ACCEPTED: dict[str, tuple[str, str | None, str]] = {
     "example.test IXFR tcp plain": _NO_TRANSFERS,
     "example.test SOA opcode=5 plain": _NO_UPDATES,
     "example.test SOA opcode=5 noedns plain": _NO_UPDATES,
+    "example.test SOA opcode=4 plain": (
+        "REFUSED",
+        None,
+        "a NOTIFY for a zone this node is the primary of: REFUSED, as BIND answers "
+        "('not a secondary'); Knot answers NOTAUTH",
+    ),
     "tsig www.nowhere.test IN": _TSIG_FIRST,
     "tsig id.server CH": _TSIG_FIRST,
 }

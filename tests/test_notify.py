@@ -83,6 +83,37 @@ def test_notify_is_sent_signed_retried_and_stops_when_answered(tmp_path: Path) -
     secondary.close()
 
 
+def test_notify_leaves_from_the_listening_address_unsigned(tmp_path: Path) -> None:
+    """What a Windows DNS secondary needs (it cannot run here): an unsigned NOTIFY that comes
+    from the address it knows as the primary, the one xdnsd listens on (127.0.0.5 here: left to
+    itself, the system would pick 127.0.0.1 to reach 127.0.0.1), and then an AXFR / IXFR without
+    TSIG from that address (tests/test_xfr.py: many records per message)."""
+    secondary = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    secondary.bind(("127.0.0.1", 0))
+    port = secondary.getsockname()[1]
+    zone = tmp_path / "example.test.zone"
+    zone.write_text(ZONE_TEXT)
+    listen_port = free_port("127.0.0.5")
+    with running_xdnsd(
+        tmp_path,
+        {"example.test": zone},
+        listen=[f"127.0.0.5:{listen_port}"],
+        zone_options={
+            "example.test": f'secondaries = ["127.0.0.1:{port}"]\nallow_transfer = ["127.0.0.1"]'
+        },
+        host="127.0.0.5",
+        port=listen_port,
+    ) as server:
+        notify, source = _receive(secondary, 5)
+        assert source[0] == "127.0.0.5"
+        assert notify.opcode() == dns.opcode.NOTIFY and not notify.had_tsig
+        secondary.sendto(dns.message.make_response(notify).to_wire(), source)
+        # the secondary pulls from the primary's address, unsigned
+        xfr = dns.query.xfr("127.0.0.5", "example.test", port=server.port, source="127.0.0.1")
+        assert sum(len(rrset) for m in xfr for rrset in m.answer) == 4  # SOA, NS, A, SOA
+    secondary.close()
+
+
 NAMED = shutil.which("named") or "/usr/sbin/named"
 
 

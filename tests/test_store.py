@@ -295,3 +295,15 @@ def test_journal_keeps_at_least_its_depth(tmp_path: Path) -> None:
     s.close()
     assert depths[:9] == list(range(1, 10))  # the creation has no journal entry
     assert min(depths[9:]) == 10 and max(depths) < 10 + 64
+
+
+def test_journal_depth_per_zone(tmp_path: Path) -> None:
+    """A zone's own journal_depth overrides the store's."""
+    s = Store(tmp_path / "data", "n1", journal_depth=500, zone_journal_depths={ZONE: 5})
+    s.commit(create_changeset(ZONE, parse_zone_text(TEXT, ZONE), "test"))
+    for i in range(130):
+        s.commit(Changeset(ZONE, added=(rr(f"j{i} 300 IN A 192.0.2.7"),)))
+    with s.snapshot() as snap:
+        depth = snap.journal_depth(ZONE)
+    s.close()
+    assert 5 <= depth < 5 + 64 and depth < 130

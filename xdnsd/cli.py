@@ -10,12 +10,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import dns.exception
 import dns.name
 
 from xdnsd.config import Config, ConfigError, load_config
-from xdnsd.daemon import StartupError, open_store, serve, setup_logging
+from xdnsd.daemon import StartupError, notify_sources, open_store, serve, setup_logging
 from xdnsd.store import StoreError
 from xdnsd.zonefile import (
     ZoneFileError,
@@ -53,31 +54,99 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_zone_list(config: Config, args: argparse.Namespace) -> int:
+    from xdnsd.server.secondary import STATUS_PREFIX
+
+    kinds = {z.name: z.kind for z in config.zones}
     store = open_store(config)
     try:
         zones = store.list_zones()
-        rows = []
+        transfers = {
+            dns.name.from_text(key[len(STATUS_PREFIX) :]): doc
+            for key, doc in store.statuses(STATUS_PREFIX).items()
+        }
+        found: list[dict[str, Any]] = []
         with store.snapshot() as snap:
             for meta in zones:
                 zone = snap.zone(meta.name)
                 count = sum(1 for _ in zone.iter_records())
-                rows.append((meta.name.to_text(), meta.kind, str(meta.serial), str(count)))
+                found.append(
+                    {
+                        "zone": meta.name.to_text(),
+                        "kind": kinds.get(meta.name, meta.kind),
+                        "serial": meta.serial,
+                        "records": count,
+                        "expired": meta.expired,
+                        "transfer": transfers.get(meta.name),
+                    }
+                )
+        held = {meta.name for meta in zones}
+        for z in config.zones:  # secondary zones not transferred yet
+            if z.primaries and z.name not in held:
+                found.append(
+                    {
+                        "zone": z.name.to_text(),
+                        "kind": "secondary",
+                        "serial": None,
+                        "records": 0,
+                        "expired": True,
+                        "transfer": transfers.get(z.name),
+                    }
+                )
     finally:
         store.close()
     if args.json:
-        print(
-            json.dumps(
-                [dict(zip(("zone", "kind", "serial", "records"), r, strict=True)) for r in rows],
-                indent=2,
-            )
-        )
+        print(json.dumps(found, indent=2))
         return 0
-    _print_table(("ZONE", "KIND", "SERIAL", "RECORDS"), rows)
+    now = time.time()
+    rows = [
+        (
+            row["zone"],
+            row["kind"],
+            "-" if row["serial"] is None else str(row["serial"]),
+            str(row["records"]),
+            _transfer_text(row, now),
+        )
+        for row in found
+    ]
+    _print_table(("ZONE", "KIND", "SERIAL", "RECORDS", "TRANSFER"), rows)
     return 0
+
+
+def _ago(when: float, now: float) -> str:
+    seconds = max(0, int(now - when))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
+def _transfer_text(row: dict[str, Any], now: float) -> str:
+    """A secondary zone's transfer state in a few words (``-`` for a primary zone)."""
+    if row["kind"] != "secondary":
+        return "-"
+    status = row["transfer"] or {}
+    parts = []
+    if row["expired"]:
+        parts.append("EXPIRED" if row["serial"] is not None else "not loaded")
+    if status.get("last_transfer"):
+        parts.append(
+            f"{status['transfer']} from {status['primary']} {_ago(status['last_transfer'], now)}"
+        )
+    if status.get("error"):
+        parts.append(f"failing since {_ago(status['error_since'], now)}: {status['error']}")
+    elif status.get("last_ok"):
+        parts.append(f"checked {_ago(status['last_ok'], now)}")
+    return "; ".join(parts) or "waiting for the first check"
 
 
 def cmd_zone_import(config: Config, args: argparse.Namespace) -> int:
     zone = _zone_name(args.zone)
+    if any(z.name == zone and z.primaries for z in config.zones):
+        raise CLIError(
+            f"zone {zone} is a secondary: its data comes from its primaries "
+            "(xdnsd zone retransfer takes a fresh copy)"
+        )
     records = parse_zone_file(args.file, zone)
     origin = f"import:{Path(args.file).resolve()}"
     store = open_store(config)
@@ -164,7 +233,8 @@ def cmd_zone_notify(config: Config, args: argparse.Namespace) -> int:
         raise CLIError(f"zone {zone} has no 'secondaries' in {config.path}")
     entry = configured[zone]
     store = open_store(config)
-    notifier = Notifier(store, {zone: NotifyTargets(entry.secondaries, entry.notify_key)})
+    targets = {zone: NotifyTargets(entry.secondaries, entry.notify_key)}
+    notifier = Notifier(store, targets, sources=notify_sources(config))
     try:
         notifier.check()
         deadline = time.monotonic() + args.timeout
@@ -181,6 +251,39 @@ def cmd_zone_notify(config: Config, args: argparse.Namespace) -> int:
         return 0 if answered == total else 1
     finally:
         notifier.close()
+        store.close()
+
+
+def cmd_zone_retransfer(config: Config, args: argparse.Namespace) -> int:
+    """Ask the running server for a full transfer (AXFR) of a secondary zone; wait for it."""
+    from xdnsd.server.secondary import request_key, status_key
+
+    zone = _zone_name(args.zone)
+    if not any(z.name == zone and z.primaries for z in config.zones):
+        raise CLIError(f"zone {zone} has no 'primaries' in {config.path}: not a secondary")
+    store = open_store(config)
+    try:
+        asked = time.time()
+        store.put_status(request_key(zone), {"asked": asked})
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            status = store.status(status_key(zone)) or {}
+            started = status.get("full_check", 0)
+            if started >= asked and status.get("checked", 0) >= started:
+                if status.get("last_transfer", 0) >= started:
+                    print(
+                        f"{zone}: {status['transfer']} from {status['primary']}, "
+                        f"serial {status['serial']}, {status['records']} records"
+                    )
+                    return 0
+                raise CLIError(f"{zone}: transfer failed: {status.get('error')}")
+            time.sleep(0.1)
+        store.put_status(request_key(zone), None)
+        raise CLIError(
+            f"{zone}: no transfer within {args.timeout:g} s (is xdnsd serve running with "
+            f"{config.path}?)"
+        )
+    finally:
         store.close()
 
 
@@ -225,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("zone")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for answers")
     p.set_defaults(func=cmd_zone_notify)
+    p = zone.add_parser(
+        "retransfer", parents=[common], help="secondary zone: take a full copy from a primary now"
+    )
+    p.add_argument("zone")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it")
+    p.set_defaults(func=cmd_zone_retransfer)
     return parser
 
 

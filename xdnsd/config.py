@@ -69,6 +69,14 @@ class ZoneConfig:
     transfer_acl: UpdateAcl = field(default_factory=UpdateAcl)  # its allow list: who may AXFR/IXFR
     secondaries: tuple[ListenAddress, ...] = ()  # sent a NOTIFY after every change
     notify_key: TsigKey | None = None  # signs those NOTIFYs
+    # a secondary zone: its data is transferred from these primaries (in order of preference)
+    primaries: tuple[ListenAddress, ...] = ()
+    primary_key: TsigKey | None = None  # signs the SOA queries and transfers to the primaries
+    journal_depth: int | None = None  # IXFR journal entries kept (default: [server] journal_depth)
+
+    @property
+    def kind(self) -> str:
+        return "secondary" if self.primaries else "primary"
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +265,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
                 "allow_transfer",
                 "secondaries",
                 "notify_key",
+                "primaries",
+                "primary_key",
+                "journal_depth",
             },
             zw,
         )
@@ -276,12 +287,25 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             if not isinstance(item, str):
                 raise ConfigError(f"{zw}.secondaries[{j}]: expected a string like '127.0.0.1:53'")
             secondaries.append(parse_listen(item, f"{zw}.secondaries[{j}]"))
-        notify_key = None
-        key_text = _take(z, "notify_key", str, zw, None)
-        if key_text is not None:
-            notify_key = keys.get(dns.name.from_text(key_text))
-            if notify_key is None:
-                raise ConfigError(f"{zw}.notify_key: no key named {key_text!r} in [keys]")
+        notify_key = _key_ref(z, "notify_key", keys, zw)
+        primaries = []
+        for j, item in enumerate(_take(z, "primaries", list, zw, [])):
+            if not isinstance(item, str):
+                raise ConfigError(f"{zw}.primaries[{j}]: expected a string like '192.0.2.1:53'")
+            primaries.append(parse_listen(item, f"{zw}.primaries[{j}]"))
+        primary_key = _key_ref(z, "primary_key", keys, zw)
+        if primaries:
+            for word in ("file", "update_policy", "allow_update"):
+                if word in z:
+                    raise ConfigError(
+                        f"{zw}.{word}: zone {name} is a secondary (it has 'primaries'): its "
+                        f"data comes from the primaries, so it takes no '{word}'"
+                    )
+        elif primary_key is not None:
+            raise ConfigError(f"{zw}.primary_key: set without 'primaries'")
+        zone_depth = _take(z, "journal_depth", int, zw, None)
+        if zone_depth is not None and zone_depth < 1:
+            raise ConfigError(f"{zw}.journal_depth: must be at least 1")
         zones.append(
             ZoneConfig(
                 name,
@@ -290,11 +314,30 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
                 UpdateAcl(allow=transfer),
                 tuple(secondaries),
                 notify_key,
+                tuple(primaries),
+                primary_key,
+                zone_depth,
             )
         )
     return Config(
         path=path, server=server_cfg, node=NodeConfig(node_id), zones=tuple(zones), keys=keys
     )
+
+
+def _key_ref(
+    zone: dict[str, Any], key_name: str, keys: dict[dns.name.Name, TsigKey], zw: str
+) -> TsigKey | None:
+    """The [keys] entry a zone setting names, or None when the setting is absent."""
+    text = _take(zone, key_name, str, zw, None)
+    if text is None:
+        return None
+    try:
+        key = keys.get(dns.name.from_text(text))
+    except dns.exception.DNSException:
+        key = None
+    if key is None:
+        raise ConfigError(f"{zw}.{key_name}: no key named {text!r} in [keys]")
+    return key
 
 
 _KEY_FILE = re.compile(

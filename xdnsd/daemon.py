@@ -25,7 +25,12 @@ class StartupError(Exception):
 
 
 def open_store(config: Config) -> Store:
-    return Store(config.server.data_dir, config.node.id, journal_depth=config.server.journal_depth)
+    return Store(
+        config.server.data_dir,
+        config.node.id,
+        journal_depth=config.server.journal_depth,
+        zone_journal_depths={z.name: z.journal_depth for z in config.zones if z.journal_depth},
+    )
 
 
 def open_shared_cache(config: Config) -> SharedResponseCache:
@@ -40,6 +45,8 @@ def load_configured_zones(config: Config, store: Store) -> None:
     for zone in config.zones:
         if zone.name in present or zone.name == config.server.catalog_zone:
             continue  # the catalog's contents are made by xdnsd, not read from a file
+        if zone.primaries:
+            continue  # a secondary zone: its first transfer creates it
         if zone.file is None:
             raise StartupError(
                 f"{config.path}: zone {zone.name} is not in the store and has no 'file' to load"
@@ -63,6 +70,28 @@ def load_configured_zones(config: Config, store: Store) -> None:
         configured.add(config.server.catalog_zone)
     for name in sorted(present - configured):
         log.info("zone %s is in the store but not in the config; serving it", name)
+
+
+def secondary_specs(config: Config) -> dict[Any, Any]:
+    """The secondary zones of the config (those with primaries), by name."""
+    from xdnsd.server.secondary import SecondarySpec
+
+    return {
+        zone.name: SecondarySpec(zone.name, zone.primaries, zone.primary_key)
+        for zone in config.zones
+        if zone.primaries
+    }
+
+
+def notify_sources(config: Config) -> dict[int, str]:
+    """Per address family, the first address the server listens on (not a wildcard): NOTIFYs
+    leave from it, the address secondaries know as the primary's."""
+    sources: dict[int, str] = {}
+    for address in config.server.listen:
+        family = socket.AF_INET6 if address.family_v6 else socket.AF_INET
+        if address.host not in ("0.0.0.0", "::"):
+            sources.setdefault(family, address.host)
+    return sources
 
 
 def _die_with_parent() -> None:
@@ -144,7 +173,9 @@ def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket
         }
         catalog = config.server.catalog_zone
         keeper = CatalogKeeper(store, catalog) if catalog is not None else None
-        status = run_writer_process(store, acls, ends, notify, keeper)
+        status = run_writer_process(
+            store, acls, ends, notify, keeper, secondary_specs(config), notify_sources(config)
+        )
     except Exception:
         log.exception("the writer process failed")
     finally:
@@ -171,6 +202,7 @@ def _run_worker(
         keys=config.keys,
         update_acls={zone.name: zone.update_acl for zone in config.zones},
         transfer_acls={zone.name: zone.transfer_acl for zone in config.zones},
+        secondaries=secondary_specs(config),
         writer_socket=writer,
     )
     try:

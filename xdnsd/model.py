@@ -90,6 +90,9 @@ class Changeset:
     hlc: int | None = None
     # Version vector of the origin node when it made the change (its causal context).
     context: tuple[tuple[str, int], ...] = field(default=())
+    # Serve the added SOA's serial exactly, even when it is not higher (a transfer from a
+    # primary: a secondary serves its primary's serial, so that both stay comparable).
+    exact_serial: bool = False
 
     def is_empty(self) -> bool:
         return not self.removed and not self.added and self.op is ChangeOp.CHANGE
@@ -211,6 +214,7 @@ def encode_changeset(cs: Changeset, added_encoded: list[bytes] | None = None) ->
             "dot": [cs.dot.node, cs.dot.counter] if cs.dot else None,
             "hlc": cs.hlc,
             "context": [list(item) for item in cs.context],
+            "exact_serial": cs.exact_serial,
         },
         separators=(",", ":"),
     ).encode()
@@ -236,4 +240,5 @@ def decode_changeset(data: bytes | memoryview) -> Changeset:
         dot=dot,
         hlc=head["hlc"],
         context=tuple((n, c) for n, c in head["context"]),
+        exact_serial=head.get("exact_serial", False),
     )

@@ -34,7 +34,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +135,8 @@ class ZoneMeta:
     sequence: int  # journal / history sequence
     hlc: int
     file: str | None = None
+    # a secondary zone past its SOA expire time without reaching a primary: answered SERVFAIL
+    expired: bool = False
 
     @property
     def serial(self) -> int:
@@ -156,6 +158,7 @@ class ZoneMeta:
                     "sequence": self.sequence,
                     "hlc": self.hlc,
                     "file": self.file,
+                    "expired": self.expired,
                 },
                 separators=(",", ":"),
                 sort_keys=True,
@@ -175,6 +178,7 @@ class ZoneMeta:
             sequence=d["sequence"],
             hlc=d["hlc"],
             file=d.get("file"),
+            expired=d.get("expired", False),
         )
 
 
@@ -416,6 +420,10 @@ class ZoneSnapshot:
     def origin(self) -> dns.name.Name:
         return self._origin
 
+    @property
+    def expired(self) -> bool:
+        return self.meta.expired
+
     def rrsets_at(self, name: dns.name.Name) -> dict[int, dns.rrset.RRset]:
         prefix = _owner_prefix(self._zone_id, name, self._origin)
         out: dict[int, dns.rrset.RRset] = {}
@@ -604,11 +612,15 @@ class Store:
         *,
         map_size: int = DEFAULT_MAP_SIZE,
         journal_depth: int = DEFAULT_JOURNAL_DEPTH,
+        zone_journal_depths: Mapping[dns.name.Name, int] | None = None,
         readonly: bool = False,
     ) -> None:
+        """``journal_depth``: IXFR journal entries kept per zone; ``zone_journal_depths``:
+        zones that keep another number."""
         self.path = Path(path)
         self.node_id = node_id
         self.journal_depth = journal_depth
+        self.zone_journal_depths = dict(zone_journal_depths or {})
         self.path.mkdir(parents=True, exist_ok=True)
         self._env = lmdb.open(
             str(self.path / "db"),
@@ -628,6 +640,7 @@ class Store:
         self._zone_cache: dict[dns.name.Name, ZoneMeta] = {}
         self._zone_cache_gen = -1
         self._zone_cache_lock = threading.Lock()
+        self._expected: dict[dns.name.Name, ZoneMeta] = {}
         try:
             self._check_meta()
         except Exception:
@@ -685,9 +698,12 @@ class Store:
     def zone_for(self, qname: dns.name.Name) -> ZoneMeta | None:
         """The served zone that is the longest suffix of ``qname``."""
         zones = self._zones()
+        expected = self._expected
         name = qname
         while True:
             meta = zones.get(name)
+            if meta is None and expected:
+                meta = expected.get(name)
             if meta is not None:
                 return meta
             if len(name.labels) <= 1:
@@ -701,6 +717,72 @@ class Store:
                 self._zone_cache = {m.name: m for m in snap.zones()}
                 self._zone_cache_gen = gen
         return self._zone_cache
+
+    def expect_zones(self, names: Sequence[dns.name.Name]) -> None:
+        """Zones this node serves once it has their data (secondary zones before their first
+        transfer): until then ``zone_for`` finds an expired placeholder, answered SERVFAIL as
+        BIND and Knot do, instead of REFUSED."""
+        self._expected = {
+            name: ZoneMeta(name, 0, "secondary", {}, 0, 0, 0, 0, expired=True) for name in names
+        }
+
+    def set_expired(self, zone: dns.name.Name, expired: bool) -> bool:
+        """Mark a secondary zone expired (served SERVFAIL) or live again; False when it already
+        was (or the zone is not in the store).  Serving state, not zone data: no commit, no
+        serial change, but every cached answer of the zone is dropped."""
+        zones_db = self._dbs["zones"]
+
+        def body(txn: Any) -> list[tuple[int, int]]:
+            raw = txn.get(_zone_key(zone), db=zones_db)
+            if raw is None:
+                return []
+            meta = ZoneMeta.from_json(raw)
+            if meta.expired == expired:
+                return []
+            meta.expired = expired
+            meta.generation += 1
+            txn.put(_zone_key(zone), meta.to_json(), db=zones_db)
+            stored = txn.get(b"zones_generation", db=self._dbs["meta"])
+            value = (0 if stored is None else int(_U64.unpack(stored)[0])) + 1
+            txn.put(b"zones_generation", _U64.pack(value), db=self._dbs["meta"])
+            return [(meta.zone_id, meta.generation), (0, value)]
+
+        publish = self._write(body)
+        for slot, generation in publish:
+            self.generations.publish(slot, generation)
+        return bool(publish)
+
+    # --- operator-visible state (``sync_status``): JSON documents by key ----------------------
+
+    def put_status(self, key: str, doc: dict[str, Any] | None) -> None:
+        """Store (or, with None, delete) the status document ``key``."""
+        db = self._dbs["sync_status"]
+
+        def body(txn: Any) -> None:
+            if doc is None:
+                txn.delete(key.encode(), db=db)
+            else:
+                txn.put(key.encode(), json.dumps(doc, sort_keys=True).encode(), db=db)
+
+        self._write(body)
+
+    def status(self, key: str) -> dict[str, Any] | None:
+        with self.snapshot() as snap:
+            raw = snap._txn.get(key.encode(), db=self._dbs["sync_status"])
+        return None if raw is None else dict(json.loads(raw))
+
+    def statuses(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every status document whose key starts with ``prefix``, by key."""
+        out: dict[str, dict[str, Any]] = {}
+        start = prefix.encode()
+        with self.snapshot() as snap:
+            cursor = snap._txn.cursor(db=self._dbs["sync_status"])
+            if cursor.set_range(start):
+                for key, value in cursor:
+                    if not key.startswith(start):
+                        break
+                    out[key.decode()] = dict(json.loads(value))
+        return out
 
     def reset_generations(self) -> None:
         """Make the shared generation table agree with the store (called before workers start)."""
@@ -890,7 +972,7 @@ class Store:
             # an operator's SOA with a higher serial (RFC 2136 3.4.2.2): serve that serial, and
             # derive the following ones from it
             wanted = int(given_soa.rdata.serial)  # type: ignore[attr-defined]
-            if serial_gt(wanted, meta.serial):
+            if cs.exact_serial or serial_gt(wanted, meta.serial):
                 meta.serial_base = (wanted - sum(meta.vv.values())) % SERIAL_MOD
         serial_to = meta.serial
         new_soa = _replace_soa_serial(base_soa, serial_to)
@@ -1014,7 +1096,8 @@ class Store:
                 + encode_rrs([new_soa, *applied.added])
             )
             txn.put(seq, journal_entry, db=self._dbs["journal"])
-            self._trim_journal(txn, zid, meta.sequence)
+            depth = self.zone_journal_depths.get(cs.zone, self.journal_depth)
+            self._trim_journal(txn, zid, meta.sequence, depth)
         given = applied.new_soa is not None
         stored = Changeset(
             zone=cs.zone,
@@ -1064,10 +1147,10 @@ class Store:
                 break
         return bumped
 
-    def _trim_journal(self, txn: Any, zone_id: int, sequence: int) -> None:
-        """Keep at least ``journal_depth`` entries; trimming in chunks of ``_TRIM_EVERY`` spares
-        most commits the extra pages (the oldest leaf and its branch) a one-entry trim writes."""
-        oldest_kept = sequence - self.journal_depth
+    def _trim_journal(self, txn: Any, zone_id: int, sequence: int, depth: int) -> None:
+        """Keep at least ``depth`` entries; trimming in chunks of ``_TRIM_EVERY`` spares most
+        commits the extra pages (the oldest leaf and its branch) a one-entry trim writes."""
+        oldest_kept = sequence - depth
         if oldest_kept <= 0 or sequence % _TRIM_EVERY:
             return
         cursor = txn.cursor(db=self._dbs["journal"])

@@ -43,6 +43,10 @@ class MemZoneView:
     def origin(self) -> dns.name.Name:
         return self._origin
 
+    @property
+    def expired(self) -> bool:
+        return False
+
     def rrsets_at(self, name: dns.name.Name) -> dict[int, dns.rrset.RRset]:
         self.lookups += 1
         return dict(self._nodes.get(name, {}))

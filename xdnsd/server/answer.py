@@ -98,6 +98,11 @@ class ZoneView(Protocol):
     @property
     def origin(self) -> dns.name.Name: ...
 
+    @property
+    def expired(self) -> bool:
+        """A secondary zone past its expire time, or not transferred yet: answered SERVFAIL."""
+        ...
+
     def rrsets_at(self, name: dns.name.Name) -> dict[int, dns.rrset.RRset]:
         """All RRsets owned by absolute `name`, keyed by rdtype; {} if the name owns no data.
         RRset owner names keep the case from the zone file."""
@@ -298,6 +303,8 @@ def _answer_internet(query: dns.message.Message, finder: ZoneFinder) -> Resoluti
         return Resolution(response, None, Result.REFUSED, _plain(query))
     if query.tsig is not None:
         return Resolution(_badkey(query), zone.origin, None, False)
+    if zone.expired:  # as BIND and Knot: no data rather than stale data
+        return Resolution(_error(query, dns.rcode.SERVFAIL), zone.origin, None, False)
     response = _response(query)
     result = _Engine(zone, question.rdtype, response).run(qname)
     return Resolution(response, zone.origin, result, _plain(query))

@@ -34,6 +34,7 @@ from xdnsd.server.acl import Requester, UpdateAcl
 from xdnsd.server.answer import EDNS_PAYLOAD, ServerIdentity, answer_wire
 from xdnsd.server.protocols import Stream
 from xdnsd.server.render import max_response_size, parse_query
+from xdnsd.server.secondary import SecondarySpec
 from xdnsd.server.update import read_update_header
 from xdnsd.server.writerlink import WriterLink
 from xdnsd.store import Store
@@ -42,6 +43,7 @@ log = logging.getLogger("xdnsd.update")
 
 Reply = Callable[[bytes | None], None]
 UPDATE = int(dns.opcode.UPDATE)
+NOTIFY = int(dns.opcode.NOTIFY)
 _SOA = int(dns.rdatatype.SOA)
 _IN = int(dns.rdataclass.IN)
 _AXFR = int(dns.rdatatype.AXFR)
@@ -63,11 +65,11 @@ def question_type(data: bytes) -> int:
 
 
 def wants_handler(data: bytes) -> bool:
-    """True for messages the fast path must not answer itself: UPDATE, a zone transfer, or
-    anything carrying a TSIG."""
+    """True for messages the fast path must not answer itself: UPDATE, NOTIFY, a zone
+    transfer, or anything carrying a TSIG."""
     if len(data) < 12:
         return False
-    if (data[2] >> 3) & 0xF == UPDATE or question_type(data) in _TRANSFERS:
+    if (data[2] >> 3) & 0xF in (UPDATE, NOTIFY) or question_type(data) in _TRANSFERS:
         return True
     return (data[10] or data[11]) != 0 and tsig.locate(data) is not None
 
@@ -82,6 +84,7 @@ class MessageHandler:
         identity: ServerIdentity,
         transfer_acls: Mapping[dns.name.Name, UpdateAcl] | None = None,
         default_transfer_acl: UpdateAcl | None = None,
+        secondaries: Mapping[dns.name.Name, SecondarySpec] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -92,6 +95,7 @@ class MessageHandler:
         self._default_transfer_acl = default_transfer_acl or UpdateAcl()
         self._identity = identity
         self._clock = clock
+        self._secondaries = secondaries or {}
 
     def handle(
         self, data: bytes, address: Any, tcp: bool, reply: Reply, stream: Stream | None = None
@@ -122,8 +126,11 @@ class MessageHandler:
                 response = tsig.sign_response(response, signature, int(self._clock()))
             reply(response)
 
-        if (data[2] >> 3) & 0xF == UPDATE:
+        opcode = (data[2] >> 3) & 0xF
+        if opcode == UPDATE:
             self._update(body, qend, signature, address, send)
+        elif opcode == NOTIFY:
+            self._notify(body, qend, signature, address, send)
         elif question_type(body) in _TRANSFERS and (data[2] >> 3) & 0xF == 0:
             self._transfer(body, qend, signature, address, tcp, send, stream)
         else:
@@ -175,6 +182,12 @@ class MessageHandler:
                 "%s of %s from %s: not a zone served here (NOTAUTH)", kind, zone, requester.address
             )
             send(_error(body, qend, dns.rcode.NOTAUTH, query.edns >= 0))
+            return
+        if meta.expired:  # a secondary zone not (or no longer) held: nothing to hand on
+            log.warning(
+                "%s of %s from %s: the zone is expired (SERVFAIL)", kind, zone, requester.address
+            )
+            send(_error(body, qend, dns.rcode.SERVFAIL, query.edns >= 0))
             return
         acl = self._transfer_acls.get(zone)
         if acl is None or acl.allow is None:
@@ -254,6 +267,65 @@ class MessageHandler:
             yield from xfr.axfr_messages(
                 soa_wire, view.iter_wire(), query_id, question_wire, max_size
             )
+
+    # --- a NOTIFY (RFC 1996) to a secondary zone ---------------------------------------------
+
+    def _notify(
+        self,
+        body: bytes,
+        qend: int,
+        signature: tsig.Signature | None,
+        address: Any,
+        send: Reply,
+    ) -> None:
+        """Accepted from a primary of the zone (its address, or signed with its key) and passed
+        to the writer, which checks the primary at once.  As BIND: NOTAUTH for a zone not served
+        here, REFUSED from anyone else or for a zone this node is the primary of."""
+        requester = _requester(signature, address)
+        query = parse_query(body)
+        edns = query is not None and query.edns >= 0
+
+        def answer(rcode: int) -> None:
+            response = _error(body, qend, rcode, edns)
+            if rcode == dns.rcode.NOERROR:  # QR AA, as BIND answers
+                response = response[:2] + bytes((response[2] | 0x04,)) + response[3:]
+            send(response)
+
+        if query is None or len(query.question) != 1:
+            log.info("FORMERR to %s: unreadable NOTIFY", requester.address)
+            answer(dns.rcode.FORMERR)
+            return
+        question = query.question[0]
+        zone = question.name
+        if question.rdtype != dns.rdatatype.SOA or int(question.rdclass) != _IN:
+            answer(dns.rcode.NOTIMP)
+            return
+        spec = self._secondaries.get(zone)
+        if spec is None:
+            meta = self._store.zone_for(zone)
+            served = meta is not None and meta.name == zone
+            log.warning(
+                "NOTIFY for zone %s from %s: %s",
+                zone,
+                requester.address,
+                "this node is its primary (REFUSED)" if served else "not served here (NOTAUTH)",
+            )
+            answer(dns.rcode.REFUSED if served else dns.rcode.NOTAUTH)
+            return
+        from_primary = any(
+            ipaddress.ip_address(p.host) == requester.address for p in spec.primaries
+        )
+        keyed = spec.key is not None and requester.key == spec.key.name
+        if not (from_primary or keyed):
+            log.warning(
+                "NOTIFY for zone %s refused: %s from %s is not one of its primaries",
+                zone,
+                requester.describe(),
+                requester.address,
+            )
+            answer(dns.rcode.REFUSED)
+            return
+        self._writer.submit(requester, body).addCallback(answer)
 
     # --- an UPDATE ------------------------------------------------------------------------
 

@@ -58,7 +58,11 @@ class Notifier:
         store: Store,
         targets: Mapping[dns.name.Name, NotifyTargets],
         clock: Callable[[], float] = time.monotonic,
+        sources: Mapping[int, str] | None = None,
     ) -> None:
+        """``sources``: address family -> the address NOTIFYs of that family are sent from
+        (the server's own listening address: Windows DNS and BIND secondaries accept a NOTIFY
+        only from an address they have as the zone's primary)."""
         self._store = store
         self._targets = {zone: t for zone, t in targets.items() if t.secondaries}
         self._clock = clock
@@ -74,6 +78,12 @@ class Notifier:
                 for a in t.secondaries
             }:
                 sock = socket.socket(family, socket.SOCK_DGRAM)
+                source = (sources or {}).get(family)
+                if source is not None:
+                    try:
+                        sock.bind((source, 0))
+                    except OSError as exc:
+                        log.warning("NOTIFY: cannot send from %s (%s)", source, exc)
                 sock.setblocking(False)
                 self.sockets[family] = sock
         self.sent = 0

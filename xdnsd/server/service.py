@@ -16,6 +16,7 @@ from xdnsd.server.answer import ServerIdentity
 from xdnsd.server.fastpath import QueryAnswerer
 from xdnsd.server.handler import MessageHandler
 from xdnsd.server.protocols import TCPFactory, UDPListener
+from xdnsd.server.secondary import SecondarySpec
 from xdnsd.server.tsig import TsigKey
 from xdnsd.server.writerlink import WriterLink, connect_writer
 from xdnsd.store import SharedResponseCache, Store
@@ -94,6 +95,7 @@ class DNSService:
     keys: dict[dns.name.Name, TsigKey] = field(default_factory=dict)
     update_acls: dict[dns.name.Name, UpdateAcl] = field(default_factory=dict)
     transfer_acls: dict[dns.name.Name, UpdateAcl] = field(default_factory=dict)
+    secondaries: dict[dns.name.Name, SecondarySpec] = field(default_factory=dict)
     answerer: QueryAnswerer = field(init=False)
     writer_socket: socket.socket | None = None  # this worker's end of the link to the writer
     writer: WriterLink = field(init=False)
@@ -103,6 +105,7 @@ class DNSService:
 
     def __post_init__(self) -> None:
         identity = ServerIdentity(version=self.config.version, identity=self.config.identity)
+        self.store.expect_zones(list(self.secondaries))  # SERVFAIL until the first transfer
         self.answerer = QueryAnswerer(
             self.store, identity, self.config.cache_size, self.shared_cache, handoff=True
         )
@@ -119,6 +122,7 @@ class DNSService:
             identity,
             self.transfer_acls,
             self.config.allow_transfer,
+            self.secondaries,
         )
 
     def bind(self) -> list[tuple[socket.socket, socket.socket]]:

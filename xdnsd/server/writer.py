@@ -32,7 +32,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import dns.message
 import dns.name
+import dns.opcode
 import dns.rcode
 import dns.rdatatype
 
@@ -40,6 +42,7 @@ from xdnsd.catalog import CatalogKeeper
 from xdnsd.model import Changeset, CommitResult
 from xdnsd.server.acl import Requester, UpdateAcl
 from xdnsd.server.notify import Notifier, NotifyTargets
+from xdnsd.server.secondary import SecondaryKeeper, SecondarySpec
 from xdnsd.server.update import ParsedUpdate, UpdatePlan, parse_update, plan_update
 from xdnsd.store import Planner, Store, ZoneSnapshot
 
@@ -203,11 +206,13 @@ def serve_writer(
     should_stop: Callable[[], bool] | None = None,
     notifier: Notifier | None = None,
     tick: Callable[[], None] | None = None,
+    secondaries: SecondaryKeeper | None = None,
 ) -> None:
     """Answer the workers' requests until every connection is closed or ``should_stop()``;
-    send the NOTIFYs the commits call for.
+    send the NOTIFYs the commits call for; keep the secondary zones' timers and transfers.
 
-    Whatever has been read is still committed and answered before returning.
+    Whatever has been read is still committed and answered before returning.  A NOTIFY a worker
+    passes on (a primary telling us about a secondary zone) is answered at once.
     """
     selector = selectors.DefaultSelector()
     buffers: dict[socket.socket, bytearray] = {}
@@ -218,6 +223,9 @@ def serve_writer(
     notify_sockets = set(notifier.sockets.values()) if notifier is not None else set()
     for sock in notify_sockets:
         selector.register(sock, selectors.EVENT_READ)
+    keeper_sockets = set(secondaries.sockets) if secondaries is not None else set()
+    for sock in keeper_sockets:
+        selector.register(sock, selectors.EVENT_READ)
     if notifier is not None:
         notifier.check()  # announce the serials we start with
     stop = should_stop or (lambda: False)
@@ -226,11 +234,17 @@ def serve_writer(
     while buffers and not stop():
         batch: list[tuple[socket.socket, UpdateRequest]] = []
         timeout = 0.2 if notifier is None else min(0.2, notifier.timeout())
+        if secondaries is not None:
+            timeout = min(timeout, secondaries.timeout())
         for key, _events in selector.select(timeout=timeout):
             conn: Any = key.fileobj
             if conn in notify_sockets:
                 assert notifier is not None
                 notifier.readable(conn)
+                continue
+            if conn in keeper_sockets:
+                assert secondaries is not None
+                secondaries.readable(conn)
                 continue
             try:
                 count = conn.recv_into(scratch)  # no fresh megabyte allocated per read
@@ -258,6 +272,11 @@ def serve_writer(
                     del buffer[: 4 + length]
                     continue
                 del buffer[: 4 + length]
+                if len(request.body) > 2 and (request.body[2] >> 3) & 0xF == _NOTIFY:
+                    rcode = _notified(secondaries, request)
+                    with contextlib.suppress(OSError):
+                        conn.sendall(encode_reply(request.request_id, rcode))
+                    continue
                 batch.append((conn, request))
         if batch:
             rcodes = processor.process([request for _conn, request in batch])
@@ -266,11 +285,34 @@ def serve_writer(
                     conn.sendall(encode_reply(request.request_id, rcode))
             if notifier is not None:
                 notifier.check()
+        if secondaries is not None:
+            secondaries.tick()
         if tick is not None:
             tick()  # e.g. the catalog zone following the zone list
         if notifier is not None:
             notifier.tick()
     selector.close()
+
+
+_NOTIFY = int(dns.opcode.NOTIFY)
+
+
+def _notified(secondaries: SecondaryKeeper | None, request: UpdateRequest) -> int:
+    """The rcode for a NOTIFY a worker accepted (it checked the zone and the sender)."""
+    if secondaries is None:
+        return int(dns.rcode.NOTAUTH)
+    try:
+        message = dns.message.from_wire(request.body, keyring=False)
+    except Exception:
+        return int(dns.rcode.FORMERR)
+    if len(message.question) != 1:
+        return int(dns.rcode.FORMERR)
+    zone = message.question[0].name
+    serial = None
+    for rrset in message.answer:
+        if rrset.rdtype == dns.rdatatype.SOA and rrset.name == zone and len(rrset) == 1:
+            serial = int(rrset[0].serial)
+    return secondaries.notify(zone, serial, str(request.requester.address))
 
 
 def run_writer_process(
@@ -279,6 +321,8 @@ def run_writer_process(
     connections: Sequence[socket.socket],
     notify: Mapping[dns.name.Name, NotifyTargets] | None = None,
     catalog: CatalogKeeper | None = None,
+    secondaries: Mapping[dns.name.Name, SecondarySpec] | None = None,
+    notify_sources: Mapping[int, str] | None = None,
 ) -> int:
     """The body of the writer process; SIGTERM / SIGINT end it after the batch in hand."""
     stopping = False
@@ -290,7 +334,8 @@ def run_writer_process(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     processor = UpdateProcessor(store, acls)
-    notifier = Notifier(store, notify or {})
+    notifier = Notifier(store, notify or {}, sources=notify_sources)
+    keeper = SecondaryKeeper(store, secondaries or {}, on_commit=notifier.check)
     try:
         serve_writer(
             processor,
@@ -298,8 +343,10 @@ def run_writer_process(
             lambda: stopping,
             notifier if notifier.enabled else None,
             catalog.tick if catalog is not None else None,
+            keeper if keeper.enabled else None,
         )
     finally:
+        keeper.close()
         notifier.close()
         if processor.changes:
             log.info(

@@ -754,3 +754,47 @@ def test_bind_secondary_without_the_key_is_refused(xdnsd: XdnsdProcess, tmp_path
             "logs no refused transfer of example.test",
         )
         assert secondary.serial() is None, "the zone must not be served"
+
+
+# --- after the journal is trimmed ---------------------------------------------------------------
+
+
+def test_secondaries_fall_back_to_axfr_when_the_journal_is_trimmed(tmp_path: Path) -> None:
+    """With ``journal_depth = 1`` for the zone, 70 changes trim the journal past the serial the
+    secondaries hold (trimming goes in chunks of 64); their next IXFR is answered with the whole
+    zone (RFC 1995 4, AXFR-style), which BIND and Knot both take, and they converge."""
+    zone = tmp_path / "example.test.zone"
+    generate_zone(zone)
+    (tmp_path / "x").mkdir()
+    with running_xdnsd(
+        tmp_path / "x",
+        {"example.test": zone},
+        keys=KEYS,
+        zone_options={
+            "example.test": 'allow_transfer = ["key xfr-key"]\n'
+            'update_policy = ["grant xfr-key zonesub ANY"]\njournal_depth = 1'
+        },
+    ) as server:
+        serial = soa_serial(server.port)
+        assert serial is not None
+        with (
+            started(BindSecondary(tmp_path / "named", server.port)) as bind,
+            started(KnotSecondary(tmp_path / "knot", server.port)) as knot,
+        ):
+            for secondary in (bind, knot):
+                secondary.wait_serial(serial)
+            since = {s.kind: s.log_size() for s in (bind, knot)}
+            for i in range(70):
+                new = update(server.port, ("add", f"trimmed-{i}", f"A 192.0.2.{i + 1}"))
+            # the journal no longer reaches the secondaries' serial: a full answer
+            answer = flatten(transfer(server.port, rdtype="IXFR", serial=serial))
+            assert not is_soa(answer[1])  # AXFR-style (RFC 1995 4)
+            for secondary in (bind, knot):
+                secondary.refresh()
+                secondary.wait_serial(new)
+                _assert_same_zone(secondary, server)
+            bind_log = bind.log(since["named"])
+            assert f"requesting IXFR for serial {serial}" in bind_log, bind_log
+            assert "got nonincremental response" in bind_log, bind_log
+            knot_log = knot.log(since["knotd"])
+            assert "IXFR, incoming" in knot_log and "receiving AXFR-style IXFR" in knot_log, knot_log

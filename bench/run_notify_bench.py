@@ -5,6 +5,8 @@ xdnsd (primary, the zone's ``secondaries`` point at BIND, NOTIFY signed with a T
 BIND 9 (``type secondary``, pulling with the same key) run on loopback ports.  Each round sends
 one update with the real ``nsupdate``; the clock starts when nsupdate returns (the commit is
 acknowledged, so on disk) and stops when BIND answers the new SOA serial (polled every 2 ms).
+BIND often has the change before nsupdate's process has exited, so the time from nsupdate's
+start (its process start-up, about 45 ms, included) is printed too: the truth lies between.
 Between them: xdnsd's NOTIFY, BIND's SOA check, an IXFR, BIND applying it.
 
     .venv/bin/python bench/run_notify_bench.py [--rounds 20]
@@ -87,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         f'key "bench" {{ algorithm hmac-sha256; secret "{SECRET}"; }};\n'
         f'options {{ directory "{bind}"; pid-file "{bind}/named.pid"; '
         f'session-keyfile "{bind}/s.key";\n  listen-on port {bport} {{ 127.0.0.1; }}; '
-        "listen-on-v6 { none; }; recursion no; dnssec-validation no; notify no; };\n"
+        "listen-on-v6 { none; }; recursion no; dnssec-validation no; notify no;\n"
+        # BIND queues every NOTIFY-triggered SOA check through a rate limiter; at the default
+        # serial-query-rate 20 it ticks every 500 ms (10 per tick), so a NOTIFY arriving within
+        # 500 ms of the previous SOA check waits for the next tick (~450 ms) - every other round
+        # here.  1000/s makes the tick 10 ms: we measure xdnsd's path, not that queue.
+        "  serial-query-rate 1000; };\n"
         "controls { };\n"
         f'zone "{ZONE}" {{ type secondary; file "{bind}/zone.db";\n'
         f'  primaries {{ 127.0.0.1 port {xport} key "bench"; }};\n'
@@ -110,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     ]
     delays: list[float] = []
+    from_launch: list[float] = []
     try:
         time.sleep(1.0)
         procs.append(
@@ -132,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"server 127.0.0.1 {xport}\nzone {ZONE}\n"
                 f"update add r{i}.{ZONE} 300 A 192.0.2.{i % 250 + 1}\nsend\n"
             )
+            launched = time.monotonic()
             done = subprocess.run(
                 [nsupdate, "-y", f"hmac-sha256:bench:{SECRET}"],
                 input=script,
@@ -148,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"round {i}: BIND did not get serial {2 + i} in {args.timeout}s")
                     return 1
                 time.sleep(0.002)
-            delays.append(time.monotonic() - started)
+            served = time.monotonic()
+            delays.append(served - started)
+            from_launch.append(served - launched)
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -159,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         for log in logs:
             log.close()
     ms = sorted(d * 1000 for d in delays)
+    whole = sorted(d * 1000 for d in from_launch)
     result = {
         "rounds": len(ms),
         "median_ms": round(statistics.median(ms), 1),
@@ -166,11 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         "max_ms": round(ms[-1], 1),
         "min_ms": round(ms[0], 1),
         "delays_ms": [round(x, 1) for x in ms],
+        "from_nsupdate_start_median_ms": round(statistics.median(whole), 1),
+        "from_nsupdate_start_max_ms": round(whole[-1], 1),
     }
     print(
         f"commit (nsupdate answered) -> served by the BIND secondary, {len(ms)} rounds: "
         f"median {result['median_ms']} ms, p90 {result['p90_ms']} ms, "
-        f"min {result['min_ms']} ms, max {result['max_ms']} ms (goal: median < 100 ms)"
+        f"min {result['min_ms']} ms, max {result['max_ms']} ms (goal: median < 100 ms)\n"
+        f"from nsupdate's start (its own start-up, TSIG and the commit included): median "
+        f"{result['from_nsupdate_start_median_ms']} ms, "
+        f"max {result['from_nsupdate_start_max_ms']} ms"
     )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

@@ -10,13 +10,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dns.message
 import dns.name
 import dns.rdata
 import dns.rdatatype
 import pytest
 
 from xdnsd.model import RR, ChangeOp, Changeset, CommitResult, Dot, decode_changeset
-from xdnsd.store import Store, StoreError, ZoneSnapshot
+from xdnsd.store import Store, StoreError, TransferCache, ZoneSnapshot
 from xdnsd.zonefile import create_changeset, parse_zone_text
 
 ZONE = dns.name.from_text("example.test.")
@@ -307,3 +308,62 @@ def test_journal_depth_per_zone(tmp_path: Path) -> None:
         depth = snap.journal_depth(ZONE)
     s.close()
     assert 5 <= depth < 5 + 64 and depth < 130
+
+
+def _axfr_records(chunks: list[tuple[int, bytes]]) -> list[str]:
+    """The records of transfer message bodies, as text (SOA first and last)."""
+    out = []
+    q = dns.name.from_text("example.test.").to_wire() + b"\x00\xfc\x00\x01"
+    for i, (count, body) in enumerate(chunks):
+        head = bytes(2) + b"\x84\x00" + (b"\x00\x01" if i == 0 else b"\x00\x00")
+        wire = head + count.to_bytes(2, "big") + bytes(4) + (q if i == 0 else b"") + body
+        message = dns.message.from_wire(wire, one_rr_per_rrset=True)
+        out += [f"{r.name} {r.ttl} {r[0].to_text()}" for r in message.answer]
+    return out
+
+
+def test_wire_chunks_are_the_zone_soa_first_and_last(store: Store) -> None:
+    with store.snapshot() as snap:
+        chunks = list(snap.zone(ZONE).wire_chunks(60, 17))  # tiny messages: one record each
+        whole = list(snap.zone(ZONE).wire_chunks(16384, 17))
+    assert len(chunks) > 3 and len(whole) == 1
+    got = _axfr_records(chunks)
+    assert got == _axfr_records(whole)
+    assert got[0] == got[-1] and got[0].startswith("example.test. 300 ns1.example.test.")
+    assert sorted(got[1:-1]) == sorted(
+        [
+            "example.test. 300 ns1.example.test.",
+            "ns1.example.test. 300 192.0.2.1",
+            "www.example.test. 300 192.0.2.2",
+            "www.example.test. 300 192.0.2.3",
+            "WWW.Sub.example.test. 300 2001:db8::1",
+        ]
+    )
+
+
+def test_transfer_cache_keeps_complete_versions_only(store: Store, tmp_path: Path) -> None:
+    cache = TransferCache(tmp_path / "cache", map_size=1 << 24)
+    with store.snapshot() as snap:
+        view = snap.zone(ZONE)
+        zid, gen = view.meta.zone_id, view.meta.generation
+        rendered = list(view.wire_chunks(60, 17))
+        assert cache.chunks(zid, gen) is None
+        partial = cache.filling(zid, gen, view.wire_chunks(60, 17))
+        next(partial)
+        partial.close()  # the client left after the first message
+        assert cache.chunks(zid, gen) is None
+        assert list(cache.filling(zid, gen, view.wire_chunks(60, 17))) == rendered
+    cached = cache.chunks(zid, gen)
+    assert cached is not None and list(cached) == rendered and cache.hits == 1
+    # a new version replaces the old one
+    store.commit(Changeset(ZONE, added=(rr("new 300 IN A 192.0.2.9"),)))
+    with store.snapshot() as snap:
+        view = snap.zone(ZONE)
+        assert view.meta.generation != gen
+        assert cache.chunks(view.meta.zone_id, view.meta.generation) is None
+        newer = list(
+            cache.filling(view.meta.zone_id, view.meta.generation, view.wire_chunks(60, 17))
+        )
+    assert "new.example.test. 300 192.0.2.9" in _axfr_records(newer)
+    assert cache.chunks(zid, gen) is None  # dropped
+    cache.close()

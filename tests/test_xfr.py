@@ -219,3 +219,50 @@ def test_ixfr_without_an_soa_in_authority_is_formerr(server: XdnsdProcess) -> No
     assert dns.query.udp(
         dns.message.make_query("h1.big.test", "A"), server.host, port=server.port, timeout=5
     ).answer
+
+
+def recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "connection closed mid-message"
+        data += chunk
+    return data
+
+
+def test_repeated_transfers_follow_every_change(server: XdnsdProcess) -> None:
+    """The second AXFR of a version comes from the transfer cache, byte for byte the same; a
+    change (an UPDATE here, a `zone import` from another process below) is in the next one."""
+
+    def raw_axfr(qname: str = "big.test") -> list[bytes]:
+        query = dns.message.make_query(qname, "AXFR")
+        query.id = 4321
+        wire = query.to_wire()
+        out = []
+        with socket.create_connection((server.host, server.port), timeout=10) as sock:
+            sock.sendall(struct.pack("!H", len(wire)) + wire)
+            while True:
+                (length,) = struct.unpack("!H", recv_exact(sock, 2))
+                message = recv_exact(sock, length)
+                out.append(message)
+                answer = dns.message.from_wire(message, one_rr_per_rrset=True).answer
+                if answer[-1].rdtype == dns.rdatatype.SOA and (len(out) > 1 or len(answer) > 1):
+                    return out
+
+    first = raw_axfr()
+    assert raw_axfr() == first  # the same version, the same bytes
+    cased = raw_axfr("BIG.Test")  # the question as asked, the records as stored
+    assert cased[0][:12] == first[0][:12] and cased[1:] == first[1:]
+    assert b"\x03BIG\x04Test" in cased[0][:30]
+    update = dns.update.UpdateMessage("big.test")
+    update.add("cached-check", 300, "A", "192.0.2.77")
+    update.use_tsig(KEY)
+    assert dns.query.tcp(update, server.host, port=server.port, timeout=5).rcode() == 0
+    assert "cached-check 300 A 192.0.2.77" in records(axfr(server, "big.test"))
+    export = run_cli("zone", "export", "big.test", config=server.config).stdout
+    changed = server.config.parent / "big-changed.zone"
+    changed.write_text(export.replace("192.0.2.77", "192.0.2.78"))
+    run_cli("zone", "import", str(changed), "--zone", "big.test", config=server.config)
+    got = records(axfr(server, "big.test"))
+    assert "cached-check 300 A 192.0.2.78" in got
+    assert "cached-check 300 A 192.0.2.77" not in got

@@ -14,7 +14,7 @@ from typing import Any
 
 from xdnsd.catalog import sync_catalog
 from xdnsd.config import Config
-from xdnsd.store import SharedResponseCache, Store
+from xdnsd.store import SharedResponseCache, Store, TransferCache
 from xdnsd.zonefile import ZoneFileError, create_changeset, parse_zone_file
 
 log = logging.getLogger("xdnsd")
@@ -36,6 +36,11 @@ def open_store(config: Config) -> Store:
 def open_shared_cache(config: Config) -> SharedResponseCache:
     """The response cache the workers of this node share (only with more than one worker)."""
     return SharedResponseCache(config.server.data_dir / "response-cache")
+
+
+def open_transfer_cache(config: Config) -> TransferCache:
+    """Full zone transfers as rendered, shared by the workers (see ``TransferCache``)."""
+    return TransferCache(config.server.data_dir / "axfr-cache")
 
 
 def load_configured_zones(config: Config, store: Store) -> None:
@@ -128,6 +133,9 @@ def serve(config: Config) -> int:
     for _worker_end, writer_end in links:
         writer_end.close()
     index = 0
+    cache = open_transfer_cache(config)
+    cache.clear()  # not durable: a version rendered by an earlier run is not trusted
+    cache.close()
     if workers > 1:
         shared = open_shared_cache(config)
         shared.clear()  # answers rendered by an earlier run may be stale
@@ -193,6 +201,7 @@ def _run_worker(
     reactor: Any = _reactor
     store = open_store(config)
     shared = open_shared_cache(config) if config.server.workers > 1 else None
+    transfer_cache = open_transfer_cache(config)
     service = DNSService(
         config.server,
         store,
@@ -203,6 +212,7 @@ def _run_worker(
         update_acls={zone.name: zone.update_acl for zone in config.zones},
         transfer_acls={zone.name: zone.transfer_acl for zone in config.zones},
         secondaries=secondary_specs(config),
+        transfer_cache=transfer_cache,
         writer_socket=writer,
     )
     try:
@@ -240,6 +250,7 @@ def _run_worker(
     signal.signal(signal.SIGINT, on_signal)
     reactor.run(installSignalHandlers=False)
     store.close()
+    transfer_cache.close()
     if shared is not None:
         shared.close()
     return 0

@@ -92,6 +92,8 @@ _U64 = struct.Struct("!Q")
 _RTYPE = struct.Struct("!H")
 _VALUE_HEAD = struct.Struct("!BIQQ")  # flags, ttl, hlc, dot counter
 _WIRE_RR = struct.Struct("!HHIH")  # type, class, TTL, RDATA length
+_WIRE_TAIL = _WIRE_RR  # after the owner name in a record's wire form
+_TTL = struct.Struct("!xI")  # the TTL in a stored value (after the flags byte)
 _META_HEAD = struct.Struct("!IQ")  # zone id, generation
 _SOA_DIGEST = b"\x00" * 16
 SOA = int(dns.rdatatype.SOA)
@@ -401,6 +403,116 @@ class SharedResponseCache:
         self._env.close()
 
 
+Chunk = tuple[int, bytes]  # (record count, records in wire form): the body of one message
+
+
+class TransferCache:
+    """Zone transfers rendered once per zone version, shared by the worker processes; not
+    durable (emptied at start-up and whenever its map fills).
+
+    A full transfer (AXFR, or an IXFR answered with the whole zone) is a pure function of the
+    zone's contents, that is of (zone id, generation): the message bodies rendered for one are
+    kept here as they are sent, and a later transfer of the same version streams them from here
+    instead of walking the records again.  An entry counts only once its last chunk is in (a
+    client that leaves mid-transfer leaves nothing usable); storing a version drops the zone's
+    older ones.  Keys: zone id (u32) | generation (u64) | chunk index (u32); value: record
+    count (u16) + the records' wire bytes.
+    """
+
+    _KEY = struct.Struct("!IQI")
+    _COUNT = struct.Struct("!H")
+    _DONE = 0xFFFFFFFF  # index of the entry that marks a version complete (value: chunk count)
+
+    def __init__(self, path: Path, map_size: int = 4 << 30) -> None:
+        self._env = lmdb.open(
+            str(path),
+            subdir=True,
+            map_size=map_size,
+            sync=False,
+            metasync=False,
+            readahead=False,
+            max_readers=1024,
+        )
+        self.hits = 0
+        self.stored = 0
+
+    def clear(self) -> None:
+        with self._env.begin(write=True) as txn:
+            txn.drop(self._env.open_db(), delete=False)
+
+    def chunks(self, zone_id: int, generation: int) -> Iterator[Chunk] | None:
+        """The stored chunks of that version, or None when it is not (completely) stored."""
+        try:
+            txn = self._env.begin(buffers=False)
+        except lmdb.MapResizedError:
+            self._env.set_mapsize(0)
+            return None
+        done = txn.get(self._KEY.pack(zone_id, generation, self._DONE))
+        if done is None:
+            txn.abort()
+            return None
+        self.hits += 1
+        return self._read(txn, zone_id, generation, _U32.unpack(done)[0])
+
+    def _read(self, txn: Any, zone_id: int, generation: int, count: int) -> Iterator[Chunk]:
+        try:
+            key = self._KEY.pack
+            unpack = self._COUNT.unpack_from
+            for index in range(count):
+                value = txn.get(key(zone_id, generation, index))
+                if value is None:  # cannot happen while the marker is there; be safe
+                    raise StoreError(f"transfer cache: chunk {index} of zone {zone_id} missing")
+                yield unpack(value)[0], value[2:]
+        finally:
+            txn.abort()
+
+    def filling(self, zone_id: int, generation: int, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+        """Pass ``chunks`` through, storing each; mark the version complete at their end."""
+        index = 0
+        keep = True
+        for count, body in chunks:
+            if keep:
+                keep = self._put(self._KEY.pack(zone_id, generation, index), count, body)
+            index += 1
+            yield count, body
+        done = self._KEY.pack(zone_id, generation, self._DONE)
+        if keep and self._put(done, None, _U32.pack(index)):
+            self.stored += 1
+            self._drop_others(zone_id, generation)
+
+    def _put(self, key: bytes, count: int | None, body: bytes) -> bool:
+        value = body if count is None else self._COUNT.pack(count) + body
+        try:
+            with self._env.begin(write=True) as txn:
+                txn.put(key, value)
+        except lmdb.MapFullError:
+            log.info("transfer cache full; emptying it")
+            self.clear()
+            return False
+        except lmdb.MapResizedError:
+            self._env.set_mapsize(0)
+            return False
+        return True
+
+    def _drop_others(self, zone_id: int, generation: int) -> None:
+        """Drop the zone's other versions: only the latest one is worth keeping."""
+        prefix = _U32.pack(zone_id)
+        mine = prefix + _U64.pack(generation)
+        with self._env.begin(write=True) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(prefix):
+                return
+            while cursor.key()[:4] == prefix:
+                if cursor.key()[:12] == mine:
+                    if not cursor.next():
+                        break
+                elif not cursor.delete():
+                    break
+
+    def close(self) -> None:
+        self._env.close()
+
+
 class ZoneSnapshot:
     """A zone seen through one read transaction: implements the answer engine's ``ZoneView``."""
 
@@ -462,24 +574,55 @@ class ZoneSnapshot:
             rdtype = _RTYPE.unpack_from(key, len(key) - 18)[0]
             yield _decode_value(rdtype, value)
 
-    def iter_wire(self) -> Iterator[tuple[int, bytes]]:
-        """Every record as (type, RR in wire form), canonical order, straight from the stored
-        bytes: owner and RDATA uncompressed, class IN (zone transfers render from this)."""
+    def wire_chunks(self, max_size: int, reserve: int = 0) -> Iterator[Chunk]:
+        """The zone as the bodies of transfer messages of at most ``max_size`` bytes with their
+        12-byte header (the first one ``reserve`` bytes less, for the question): the SOA, every
+        other record, the SOA again (RFC 5936 2.2), straight from the stored bytes, owner and
+        RDATA uncompressed.  A record too big for a message on its own gets one to itself."""
         cursor = self._cursor
         prefix = self._prefix
+        soa_key = _owner_prefix(self._zone_id, self._origin, self._origin) + _RTYPE.pack(SOA)
+        soa_key += _SOA_DIGEST
+        head = _VALUE_HEAD.size
+        pack = _WIRE_TAIL.pack
+        ttl_of = _TTL.unpack_from
+        soa_value = cursor.get(soa_key)
+        if soa_value is None:
+            raise StoreError(f"zone {self._origin} has no SOA")
+        i = head + 1 + soa_value[head]
+        end = i + 1 + soa_value[i]
+        rdata = soa_value[end:]
+        soa = soa_value[i + 1 : end] + pack(SOA, 1, ttl_of(soa_value)[0], len(rdata)) + rdata
+        limit = max_size - 12 - reserve
+        parts = [soa]
+        size = len(soa)
+        count = 1
         if not cursor.set_range(prefix):
             return
-        head = _VALUE_HEAD.size
-        pack = _WIRE_RR.pack
         for key, value in cursor:
             if key[:4] != prefix:
                 break
-            rdtype = _RTYPE.unpack_from(key, len(key) - 18)[0]
-            ttl = _VALUE_HEAD.unpack_from(value, 0)[1]
+            if key == soa_key:
+                continue
             i = head + 1 + value[head]  # past the dot's node id
-            owner_end = i + 1 + value[i]
-            rdata = value[owner_end:]
-            yield rdtype, value[i + 1 : owner_end] + pack(rdtype, 1, ttl, len(rdata)) + rdata
+            end = i + 1 + value[i]
+            rdata = value[end:]
+            wire = (
+                value[i + 1 : end]
+                + pack(_RTYPE.unpack_from(key, len(key) - 18)[0], 1, ttl_of(value)[0], len(rdata))
+                + rdata
+            )
+            size += len(wire)
+            if size > limit and count:
+                yield count, b"".join(parts)
+                parts, size, count, limit = [], len(wire), 0, max_size - 12
+            parts.append(wire)
+            count += 1
+        if size + len(soa) > limit and count:
+            yield count, b"".join(parts)
+            parts, count = [], 0
+        parts.append(soa)
+        yield count + 1, b"".join(parts)
 
     def soa(self) -> RR:
         rrset = self.rrsets_at(self._origin).get(SOA)

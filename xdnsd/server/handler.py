@@ -37,7 +37,7 @@ from xdnsd.server.render import max_response_size, parse_query
 from xdnsd.server.secondary import SecondarySpec
 from xdnsd.server.update import read_update_header
 from xdnsd.server.writerlink import WriterLink
-from xdnsd.store import Store
+from xdnsd.store import Store, TransferCache
 
 log = logging.getLogger("xdnsd.update")
 
@@ -86,6 +86,7 @@ class MessageHandler:
         default_transfer_acl: UpdateAcl | None = None,
         secondaries: Mapping[dns.name.Name, SecondarySpec] | None = None,
         clock: Callable[[], float] = time.time,
+        transfer_cache: TransferCache | None = None,
     ) -> None:
         self._store = store
         self._writer = writer
@@ -96,6 +97,7 @@ class MessageHandler:
         self._identity = identity
         self._clock = clock
         self._secondaries = secondaries or {}
+        self._transfer_cache = transfer_cache
 
     def handle(
         self, data: bytes, address: Any, tcp: bool, reply: Reply, stream: Stream | None = None
@@ -261,12 +263,19 @@ class MessageHandler:
                 if messages is not None:
                     yield from messages
                     return
-            soa_wire = next(w for t, w in view.iter_wire() if t == _SOA)
             name_wire = question.name.to_wire()  # the name as asked (its case kept)
             question_wire = name_wire + struct.pack("!HH", q[1], q[2])
-            yield from xfr.axfr_messages(
-                soa_wire, view.iter_wire(), query_id, question_wire, max_size
-            )
+            cache = self._transfer_cache if max_size == xfr.STREAM_MESSAGE else None
+            chunks = None
+            if cache is not None:  # the same version sent before: its messages are kept
+                zone_id, generation = view.meta.zone_id, view.meta.generation
+                chunks = cache.chunks(zone_id, generation)
+                if chunks is None:
+                    rendered = view.wire_chunks(max_size, len(question_wire))
+                    chunks = cache.filling(zone_id, generation, rendered)
+            else:
+                chunks = view.wire_chunks(max_size, len(question_wire))
+            yield from xfr.axfr_messages(chunks, query_id, question_wire)
 
     # --- a NOTIFY (RFC 1996) to a secondary zone ---------------------------------------------
 

@@ -19,7 +19,7 @@ from xdnsd.server.protocols import TCPFactory, UDPListener
 from xdnsd.server.secondary import SecondarySpec
 from xdnsd.server.tsig import TsigKey
 from xdnsd.server.writerlink import WriterLink, connect_writer
-from xdnsd.store import SharedResponseCache, Store
+from xdnsd.store import SharedResponseCache, Store, TransferCache
 
 log = logging.getLogger("xdnsd.server")
 
@@ -96,6 +96,7 @@ class DNSService:
     update_acls: dict[dns.name.Name, UpdateAcl] = field(default_factory=dict)
     transfer_acls: dict[dns.name.Name, UpdateAcl] = field(default_factory=dict)
     secondaries: dict[dns.name.Name, SecondarySpec] = field(default_factory=dict)
+    transfer_cache: TransferCache | None = None  # full transfers rendered once per version
     answerer: QueryAnswerer = field(init=False)
     writer_socket: socket.socket | None = None  # this worker's end of the link to the writer
     writer: WriterLink = field(init=False)
@@ -123,6 +124,7 @@ class DNSService:
             self.transfer_acls,
             self.config.allow_transfer,
             self.secondaries,
+            transfer_cache=self.transfer_cache,
         )
 
     def bind(self) -> list[tuple[socket.socket, socket.socket]]:

@@ -114,44 +114,19 @@ _AA_QR = 0x8400
 
 
 def axfr_messages(
-    soa_wire: bytes,
-    records: Iterable[tuple[int, bytes]],
-    query_id: int,
-    question_wire: bytes,
-    max_size: int = MAX_MESSAGE,
+    chunks: Iterable[tuple[int, bytes]], query_id: int, question_wire: bytes
 ) -> Iterator[bytes]:
-    """The zone as AXFR messages: SOA, every other record, SOA (RFC 5936 2.2).
-
-    ``records`` are (type, RR wire) as the store keeps them (``ZoneSnapshot.iter_wire``): the
-    messages are concatenations of stored bytes, without decoding or name compression (a
-    transfer is then a copy, not a re-encoding); the question goes in the first message only.
-    """
-    parts: list[bytes] = [question_wire, soa_wire]
-    size = _HEADER.size + len(question_wire) + len(soa_wire)
-    count = 1
+    """AXFR messages (RFC 5936 2.2) from message bodies (record count, records' wire bytes) as
+    ``ZoneSnapshot.wire_chunks`` renders them (SOA first and last, no name compression: a
+    transfer is a copy of stored bytes, not a re-encoding); the question goes in the first
+    message only."""
     first = True
-
-    def message() -> bytes:
-        head = _HEADER.pack(query_id, _AA_QR, 1 if first else 0, count, 0, 0)
-        return head + b"".join(parts)
-
-    for rdtype, wire in records:
-        if rdtype == SOA:
-            continue
-        if size + len(wire) > max_size:
-            yield message()
+    for count, body in chunks:
+        if first:
+            yield _HEADER.pack(query_id, _AA_QR, 1, count, 0, 0) + question_wire + body
             first = False
-            parts, size, count = [], _HEADER.size, 0
-        parts.append(wire)
-        size += len(wire)
-        count += 1
-    if size + len(soa_wire) > max_size:
-        yield message()
-        first = False
-        parts, size, count = [], _HEADER.size, 0
-    parts.append(soa_wire)
-    count += 1
-    yield message()
+        else:
+            yield _HEADER.pack(query_id, _AA_QR, 0, count, 0, 0) + body
 
 
 JournalEntry = tuple[int, int, list[RR], list[RR]]  # serial from, serial to, removed, added

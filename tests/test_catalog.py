@@ -3,7 +3,6 @@ from it, including one added while everything runs."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -15,11 +14,11 @@ import dns.query
 import dns.rdatatype
 
 from tests.harness import free_port, run_cli, running_xdnsd
+from tests.named import CONTROLS_NONE, NAMED, named_options
 from xdnsd.catalog import member_label, sync_catalog
 from xdnsd.store import Store
 from xdnsd.zonefile import create_changeset, parse_zone_text
 
-NAMED = shutil.which("named") or "/usr/sbin/named"
 CATALOG = dns.name.from_text("catalog.invalid.")
 ZONE_TEXT = "$TTL 300\n@ SOA ns1 host 1 3600 900 604800 60\n@ NS ns1\nns1 A 192.0.2.1\n"
 
@@ -64,13 +63,15 @@ def test_bind_provisions_zones_from_the_catalog(tmp_path: Path) -> None:
         bind.mkdir()
         conf = bind / "named.conf"
         conf.write_text(
-            f'options {{ directory "{bind}"; pid-file "{bind}/named.pid";\n'
-            f'  session-keyfile "{bind}/s.key"; listen-on port {bind_port} {{ 127.0.0.1; }};\n'
-            "  listen-on-v6 { none; }; recursion no; dnssec-validation no; notify no;\n"
-            "  allow-new-zones yes;\n"
-            '  catalog-zones { zone "catalog.invalid" default-primaries '
-            f"{{ 127.0.0.1 port {server.port}; }} in-memory yes; }};\n}};\ncontrols {{ }};\n"
-            f'zone "catalog.invalid" {{ type secondary; file "{bind}/catalog.db";\n'
+            named_options(
+                bind,
+                bind_port,
+                "allow-new-zones yes;",
+                'catalog-zones { zone "catalog.invalid" default-primaries '
+                f"{{ 127.0.0.1 port {server.port}; }} in-memory yes; }};",
+            )
+            + CONTROLS_NONE
+            + f'zone "catalog.invalid" {{ type secondary; file "{bind}/catalog.db";\n'
             f"  primaries {{ 127.0.0.1 port {server.port}; }}; allow-notify {{ 127.0.0.1; }}; }};\n"
         )
         log = (bind / "named.log").open("w")

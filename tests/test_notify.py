@@ -3,7 +3,6 @@ the secondary, then a real BIND ``named`` secondary that pulls on NOTIFY."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import statistics
 import subprocess
@@ -21,6 +20,7 @@ import dns.tsig
 import dns.update
 
 from tests.harness import free_port, running_xdnsd
+from tests.named import CONTROLS_NONE, NAMED, named_options
 
 SECRET = "bm90aWZ5LXRlc3Qta2V5LXNlY3JldC0zMi1vY3RldHMh"
 KEY = dns.tsig.Key("nkey.", SECRET, dns.tsig.HMAC_SHA256)
@@ -114,9 +114,6 @@ def test_notify_leaves_from_the_listening_address_unsigned(tmp_path: Path) -> No
     secondary.close()
 
 
-NAMED = shutil.which("named") or "/usr/sbin/named"
-
-
 def test_bind_secondary_follows_by_notify_and_ixfr(tmp_path: Path) -> None:
     """A real BIND secondary: loads by AXFR, then each change reaches it by NOTIFY + IXFR."""
     bind_port = free_port()
@@ -138,11 +135,9 @@ def test_bind_secondary_follows_by_notify_and_ixfr(tmp_path: Path) -> None:
         conf = bind_dir / "named.conf"
         conf.write_text(
             f'key "nkey" {{ algorithm hmac-sha256; secret "{SECRET}"; }};\n'
-            f'options {{ directory "{bind_dir}"; pid-file "{bind_dir}/named.pid";\n'
-            f'  session-keyfile "{bind_dir}/session.key"; listen-on port {bind_port} '
-            "{ 127.0.0.1; }; listen-on-v6 { none; }; recursion no; dnssec-validation no;\n"
-            "  notify no; };\ncontrols { };\n"
-            f'zone "example.test" {{ type secondary; file "{bind_dir}/example.test.db";\n'
+            + named_options(bind_dir, bind_port)
+            + CONTROLS_NONE
+            + f'zone "example.test" {{ type secondary; file "{bind_dir}/example.test.db";\n'
             f'  primaries {{ 127.0.0.1 port {server.port} key "nkey"; }};\n'
             "  allow-notify { 127.0.0.1; }; };\n"
         )

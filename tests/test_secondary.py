@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ import dns.update
 import pytest
 
 from tests.harness import XdnsdProcess, free_port, run_cli, write_config
+from tests.named import NAMED, named_options
 from xdnsd.config import ListenAddress
 from xdnsd.model import RR
 from xdnsd.server.secondary import (
@@ -54,7 +54,6 @@ from xdnsd.store import Store
 from xdnsd.zonefile import parse_zone_text
 
 ORIGIN = dns.name.from_text("example.test.")
-NAMED = shutil.which("named") or "/usr/sbin/named"
 SECRET = base64.b64encode(b"secondary test key of 32 octets!").decode()
 KEY = dns.tsig.Key("xfr-key.", SECRET, dns.tsig.HMAC_SHA256)
 HOST = "127.0.0.1"
@@ -333,19 +332,7 @@ txt TXT "hello" "world"
 
 NAMED_PRIMARY = """\
 key "xfr-key" {{ algorithm hmac-sha256; secret "{secret}"; }};
-options {{
-    directory "{dir}";
-    pid-file "{dir}/named.pid";
-    session-keyfile "{dir}/session.key";
-    managed-keys-directory "{dir}";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    notify-source 127.0.0.1;
-    transfer-source 127.0.0.1;
-}};
-controls {{ }};
+{options}controls {{ }};
 zone "example.test" {{
     type primary;
     file "{dir}/example.test.db";
@@ -369,7 +356,12 @@ class NamedPrimary:
         self.conf = directory / "named.conf"
         self.conf.write_text(
             NAMED_PRIMARY.format(
-                dir=directory, port=port, secret=SECRET, secondary_port=secondary_port
+                options=named_options(
+                    directory, port, "notify-source 127.0.0.1;", "transfer-source 127.0.0.1;"
+                ),
+                dir=directory,
+                secret=SECRET,
+                secondary_port=secondary_port,
             )
         )
         self.log_path = directory / "named.log"

@@ -38,7 +38,6 @@ import base64
 import contextlib
 import hmac
 import json
-import shutil
 import socket
 import struct
 import subprocess
@@ -65,11 +64,11 @@ import dns.zone
 import pytest
 
 from tests.harness import free_port, run_cli, running_xdnsd
+from tests.named import NAMED, named_options
 
 DATA = Path(__file__).resolve().parent / "data" / "update_diff"
 ZONE_FILE = DATA / "example.test.zone"
 ORIGIN = dns.name.from_text("example.test.")
-NAMED = shutil.which("named") or "/usr/sbin/named"
 TIMEOUT = 2.0  # seconds to wait for one response
 
 pytestmark = pytest.mark.slow
@@ -926,25 +925,7 @@ def serial_problems(step: Step, result: Result, who: str, bind_changed: bool) ->
 # --- the two servers --------------------------------------------------------------------------
 
 NAMED_CONF = """\
-options {{
-    directory "{dir}";
-    pid-file "{dir}/named.pid";
-    session-keyfile "{dir}/session.key";
-    managed-keys-directory "{dir}";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    notify no;
-    allow-transfer {{ 127.0.0.1; }};
-    // BIND's own checks beyond RFC 2136 are off: the comparison is about RFC 2136
-    check-names primary ignore;
-    check-mx ignore;
-    check-integrity no;
-    check-wildcard no;
-    check-sibling no;
-}};
-controls {{ }};
+{options}controls {{ }};
 {keys}
 zone "example.test" {{
     type primary;
@@ -977,7 +958,18 @@ def running_named(directory: Path) -> Iterator[Named]:
     )
     policy = "\n".join(f"        {grant};" for grant in POLICY)
     conf = directory / "named.conf"
-    conf.write_text(NAMED_CONF.format(dir=directory, port=port, keys=keys, policy=policy))
+    options = named_options(
+        directory,
+        port,
+        "allow-transfer { 127.0.0.1; };",
+        "// BIND's own checks beyond RFC 2136 are off: the comparison is about RFC 2136",
+        "check-names primary ignore;",
+        "check-mx ignore;",
+        "check-integrity no;",
+        "check-wildcard no;",
+        "check-sibling no;",
+    )
+    conf.write_text(NAMED_CONF.format(dir=directory, options=options, keys=keys, policy=policy))
     with (directory / "named.log").open("wb") as log:
         proc = subprocess.Popen(
             [NAMED, "-g", "-n", "1", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT

@@ -64,12 +64,12 @@ import dns.zone
 import pytest
 
 from tests.harness import XdnsdProcess, free_port, run_cli, running_xdnsd
+from tests.named import NAMED, named_options
 
 pytestmark = pytest.mark.slow
 
 HOST = "127.0.0.1"
 ORIGIN = dns.name.from_text("example.test.")
-NAMED = shutil.which("named") or "/usr/sbin/named"
 RNDC = shutil.which("rndc") or "/usr/sbin/rndc"
 KNOTD = shutil.which("knotd") or "/usr/sbin/knotd"
 KNOTC = shutil.which("knotc") or "/usr/sbin/knotc"
@@ -354,21 +354,7 @@ def run_tool(argv: list[str]) -> None:
 
 
 NAMED_CONF = """\
-options {{
-    directory "{dir}";
-    pid-file "{dir}/named.pid";
-    session-keyfile "{dir}/session.key";
-    managed-keys-directory "{dir}";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    notify no;
-    allow-transfer {{ 127.0.0.1; }};
-    transfer-source 127.0.0.1;
-    query-source address 127.0.0.1;
-}};
-key "xfr-key" {{ algorithm hmac-sha256; secret "{xfr_secret}"; }};
+{options}key "xfr-key" {{ algorithm hmac-sha256; secret "{xfr_secret}"; }};
 key "rndc-key" {{ algorithm hmac-sha256; secret "{rndc_secret}"; }};
 controls {{
     inet 127.0.0.1 port {rndc_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }};
@@ -405,7 +391,14 @@ class BindSecondary(Secondary):
             "key": ' key "xfr-key"' if with_key else "",
         }
         conf = directory / "named.conf"
-        conf.write_text(NAMED_CONF.format(**fields))
+        options = named_options(
+            directory,
+            port,
+            "allow-transfer { 127.0.0.1; };",
+            "transfer-source 127.0.0.1;",
+            "query-source address 127.0.0.1;",
+        )
+        conf.write_text(NAMED_CONF.format(options=options, **fields))
         self.rndc_conf = directory / "rndc.conf"
         self.rndc_conf.write_text(RNDC_CONF.format(**fields))
         # -d 3: xfer-in then logs "requesting IXFR for serial N" and "got incremental response"

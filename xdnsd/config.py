@@ -282,17 +282,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         file_text = _take(z, "file", str, zw, None)
         acl = _parse_update_acl(z, keys, zw)
         transfer = _parse_allow_list(z, "allow_transfer", keys, zw)
-        secondaries = []
-        for j, item in enumerate(_take(z, "secondaries", list, zw, [])):
-            if not isinstance(item, str):
-                raise ConfigError(f"{zw}.secondaries[{j}]: expected a string like '127.0.0.1:53'")
-            secondaries.append(parse_listen(item, f"{zw}.secondaries[{j}]"))
+        secondaries = _addresses(z, "secondaries", zw)
         notify_key = _key_ref(z, "notify_key", keys, zw)
-        primaries = []
-        for j, item in enumerate(_take(z, "primaries", list, zw, [])):
-            if not isinstance(item, str):
-                raise ConfigError(f"{zw}.primaries[{j}]: expected a string like '192.0.2.1:53'")
-            primaries.append(parse_listen(item, f"{zw}.primaries[{j}]"))
+        primaries = _addresses(z, "primaries", zw)
         primary_key = _key_ref(z, "primary_key", keys, zw)
         if primaries:
             for word in ("file", "update_policy", "allow_update"):
@@ -322,6 +314,16 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     return Config(
         path=path, server=server_cfg, node=NodeConfig(node_id), zones=tuple(zones), keys=keys
     )
+
+
+def _addresses(zone: dict[str, Any], key_name: str, zw: str) -> list[ListenAddress]:
+    """A list of ``IP[:port]`` strings (``secondaries``, ``primaries``); empty when absent."""
+    out = []
+    for j, item in enumerate(_take(zone, key_name, list, zw, [])):
+        if not isinstance(item, str):
+            raise ConfigError(f"{zw}.{key_name}[{j}]: expected a string like '192.0.2.1:53'")
+        out.append(parse_listen(item, f"{zw}.{key_name}[{j}]"))
+    return out
 
 
 def _key_ref(

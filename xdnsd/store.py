@@ -348,20 +348,10 @@ class GenerationTable:
         os.close(self._lock_fd)
 
 
-class SharedResponseCache:
-    """Rendered responses shared by the worker processes of one node; not durable.
+class _WorkerCache:
+    """An LMDB environment for a cache the workers share: never synced (not durable)."""
 
-    A worker that misses its own in-process cache looks here before running the answer engine,
-    and stores what the engine rendered, so N workers render each question once rather than N
-    times.  Entries carry their zone's generation and are checked against the
-    :class:`GenerationTable` like in-process ones; the whole cache is emptied at start-up and
-    whenever the map fills.
-    """
-
-    MAX_KEY = 511  # LMDB's key size limit
-    _HEAD = struct.Struct("!IQ")  # generation offset, generation
-
-    def __init__(self, path: Path, map_size: int = 1 << 30) -> None:
+    def __init__(self, path: Path, map_size: int) -> None:
         self._env = lmdb.open(
             str(path),
             subdir=True,
@@ -375,6 +365,26 @@ class SharedResponseCache:
     def clear(self) -> None:
         with self._env.begin(write=True) as txn:
             txn.drop(self._env.open_db(), delete=False)
+
+    def close(self) -> None:
+        self._env.close()
+
+
+class SharedResponseCache(_WorkerCache):
+    """Rendered responses shared by the worker processes of one node; not durable.
+
+    A worker that misses its own in-process cache looks here before running the answer engine,
+    and stores what the engine rendered, so N workers render each question once rather than N
+    times.  Entries carry their zone's generation and are checked against the
+    :class:`GenerationTable` like in-process ones; the whole cache is emptied at start-up and
+    whenever the map fills.
+    """
+
+    MAX_KEY = 511  # LMDB's key size limit
+    _HEAD = struct.Struct("!IQ")  # generation offset, generation
+
+    def __init__(self, path: Path, map_size: int = 1 << 30) -> None:
+        super().__init__(path, map_size)
 
     def get(self, key: bytes) -> tuple[bytes, int, int] | None:
         if len(key) > self.MAX_KEY:
@@ -399,14 +409,11 @@ class SharedResponseCache:
         except lmdb.MapFullError:
             self.clear()
 
-    def close(self) -> None:
-        self._env.close()
-
 
 Chunk = tuple[int, bytes]  # (record count, records in wire form): the body of one message
 
 
-class TransferCache:
+class TransferCache(_WorkerCache):
     """Zone transfers rendered once per zone version, shared by the worker processes; not
     durable (emptied at start-up and whenever its map fills).
 
@@ -424,21 +431,9 @@ class TransferCache:
     _DONE = 0xFFFFFFFF  # index of the entry that marks a version complete (value: chunk count)
 
     def __init__(self, path: Path, map_size: int = 4 << 30) -> None:
-        self._env = lmdb.open(
-            str(path),
-            subdir=True,
-            map_size=map_size,
-            sync=False,
-            metasync=False,
-            readahead=False,
-            max_readers=1024,
-        )
+        super().__init__(path, map_size)
         self.hits = 0
         self.stored = 0
-
-    def clear(self) -> None:
-        with self._env.begin(write=True) as txn:
-            txn.drop(self._env.open_db(), delete=False)
 
     def chunks(self, zone_id: int, generation: int) -> Iterator[Chunk] | None:
         """The stored chunks of that version, or None when it is not (completely) stored."""
@@ -508,9 +503,6 @@ class TransferCache:
                         break
                 elif not cursor.delete():
                     break
-
-    def close(self) -> None:
-        self._env.close()
 
 
 class ZoneSnapshot:

@@ -93,6 +93,9 @@ class Changeset:
     # Serve the added SOA's serial exactly, even when it is not higher (a transfer from a
     # primary: a secondary serves its primary's serial, so that both stay comparable).
     exact_serial: bool = False
+    # RRsets (owner, type) and names (owner, ANY) the change deleted as a whole (RFC 2136 delete
+    # RRset / delete name): a record a concurrent change added there conflicts with it.
+    cleared: tuple[tuple[dns.name.Name, int], ...] = ()
 
     def is_empty(self) -> bool:
         return not self.removed and not self.added and self.op is ChangeOp.CHANGE
@@ -215,6 +218,7 @@ def encode_changeset(cs: Changeset, added_encoded: list[bytes] | None = None) ->
             "hlc": cs.hlc,
             "context": [list(item) for item in cs.context],
             "exact_serial": cs.exact_serial,
+            "cleared": [[name.to_text(), rdtype] for name, rdtype in cs.cleared],
         },
         separators=(",", ":"),
     ).encode()
@@ -241,4 +245,5 @@ def decode_changeset(data: bytes | memoryview) -> Changeset:
         hlc=head["hlc"],
         context=tuple((n, c) for n, c in head["context"]),
         exact_serial=head.get("exact_serial", False),
+        cleared=tuple((dns.name.from_text(n), int(t)) for n, t in head.get("cleared", [])),
     )

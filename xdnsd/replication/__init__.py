@@ -1,0 +1,1 @@
+"""Multi-master replication between xdnsd nodes (see ../shared/ARCHITECTURE.md)."""

@@ -1,0 +1,361 @@
+"""Merging changes from every node of a zone (pure: no I/O, no store).
+
+The model (../shared/ARCHITECTURE.md, "Multi-master replication"):
+
+* A zone is a set of **slots**, one per record identity (owner, type, canonical RDATA: RFC 2181
+  5; for the SOA, its RDATA without the serial, which the store derives).  A slot holds the
+  writes to it that no other write to it has seen (its *siblings*): one when the writes were
+  sequential, several when they were concurrent.  A write that saw a sibling (its change's
+  causal context holds the sibling's dot) replaces it.  So applying the same changes in any
+  causal order gives the same siblings: the slot is a multi-value register.
+* Changes are applied in causal order: a change waits (``pending``) until the changes its
+  context names are in; a change seen before is ignored.  Delivery may repeat and reorder.
+* Concurrent writes that agree (both add the record with one TTL, or both delete it) commute:
+  siblings that agree are no conflict.  Everything else that does not commute is a
+  **conflict**, computed from the state alone, so every node that has the same changes has the
+  same conflicts with the same sides and the same **provisional winner** (the write with the
+  higher HLC, then node id, then counter), which is what is served until an operator decides:
+
+  ``record``          siblings of one slot disagree (added here, deleted there; TTLs differ);
+  ``delete-vs-add``   an RRset or name deleted as a whole (``Changeset.cleared``) while a
+                      concurrent change added a record there;
+  ``replaced``        several records of a single-valued type (CNAME, DNAME, SOA) at one name;
+  ``cname-and-other`` a CNAME beside other data;
+  ``ttl``             the records of one RRset with different TTLs.
+
+  A change that has seen every side of a conflict (its context holds their dots) ends it: an
+  operator's resolution is such a change, and so is any later edit of the same data.
+* A conflict is keyed by what it is about and the dots of its sides, so its id is the same on
+  every node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import dns.name
+import dns.rdata
+import dns.rdatatype
+
+from xdnsd.model import RR, Changeset, Dot, canonical_rdata
+
+ANY = int(dns.rdatatype.ANY)
+SOA = int(dns.rdatatype.SOA)
+CNAME = int(dns.rdatatype.CNAME)
+SINGLE_VALUED = frozenset({CNAME, int(dns.rdatatype.DNAME), SOA})
+# types that may stand beside a CNAME (RFC 2181 10.1, RFC 4035 2.5)
+CNAME_NEIGHBOURS = frozenset(
+    {CNAME, int(dns.rdatatype.RRSIG), int(dns.rdatatype.NSEC), int(dns.rdatatype.NSEC3)}
+)
+
+Key = tuple[dns.name.Name, int, bytes]  # a slot: owner (compared without case), type, RDATA
+Area = tuple[dns.name.Name, int]  # what a delete-as-a-whole covers: (owner, type or ANY)
+Context = tuple[tuple[str, int], ...]  # a version vector, sorted by node id
+
+
+def slot_key(rr: RR) -> Key:
+    """A record's slot.  The SOA's serial is left out: the store derives it."""
+    if rr.rdtype == SOA:
+        rdata = rr.rdata.replace(serial=0)
+        return (rr.owner, SOA, canonical_rdata(rdata))
+    return rr.identity()
+
+
+def _saw(context: Context | Mapping[str, int], dot: Dot) -> bool:
+    found = (
+        context.get(dot.node, 0) if isinstance(context, Mapping) else dict(context).get(dot.node, 0)
+    )
+    return found >= dot.counter
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One write to a slot: the record as written (present or deleted) and who wrote it when."""
+
+    dot: Dot
+    hlc: int
+    present: bool
+    rr: RR
+    context: Context  # what its change had seen (the writer's version vector before it)
+    origin: str = ""
+
+    @property
+    def rank(self) -> tuple[int, str, int]:
+        """Provisional winners are the highest rank: later HLC, then node id, then counter."""
+        return (self.hlc, self.dot.node, self.dot.counter)
+
+    @property
+    def value(self) -> tuple[bool, int]:
+        """What concurrent writes of one slot must agree on to commute."""
+        return (self.present, self.rr.ttl if self.present else 0)
+
+    def saw(self, other: Dot) -> bool:
+        return _saw(self.context, other)
+
+
+@dataclass(frozen=True, slots=True)
+class Clear:
+    """A delete-as-a-whole of an RRset (owner, type) or a name (owner, ANY)."""
+
+    dot: Dot
+    hlc: int
+    area: Area
+    context: Context
+    origin: str = ""
+
+    @property
+    def rank(self) -> tuple[int, str, int]:
+        return (self.hlc, self.dot.node, self.dot.counter)
+
+    def covers(self, rr: RR) -> bool:
+        owner, rdtype = self.area
+        return rr.owner == owner and (rdtype == ANY or rdtype == rr.rdtype)
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One side of a conflict, as operators see it."""
+
+    dot: Dot
+    hlc: int
+    origin: str
+    what: str  # the record (or the deleted area) as text
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    id: str
+    kind: str
+    owner: dns.name.Name
+    rdtype: int
+    subject: str  # what it is about: the record (kind "record"), else the name and type
+    sides: tuple[Side, ...]  # highest rank first: the first is the provisional winner
+
+    @property
+    def winner(self) -> Side:
+        return self.sides[0]
+
+
+def _conflict(
+    kind: str, owner: dns.name.Name, rdtype: int, sides: Iterable[Side], rdata: str = ""
+) -> Conflict:
+    # by rank; the sides one change made (the same dot) by what they are, so the order is total
+    ordered = tuple(
+        sorted(sides, key=lambda s: (s.hlc, s.dot.node, s.dot.counter, s.what), reverse=True)
+    )
+    type_text = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))
+    subject = f"{owner} {type_text} {rdata}".rstrip()
+    about = [kind, owner.canonicalize().to_text(), str(rdtype), rdata]
+    sides_text = sorted(f"{s.dot.node}:{s.dot.counter}:{s.what}" for s in ordered)
+    digest = hashlib.sha256("|".join([*about, *sides_text]).encode()).hexdigest()[:16]
+    return Conflict(digest, kind, owner, rdtype, subject, ordered)
+
+
+def _side(w: Write) -> Side:
+    what = w.rr.to_text() if w.present else f"delete {w.rr.to_text()}"
+    return Side(w.dot, w.hlc, w.origin, what)
+
+
+def _clear_side(c: Clear) -> Side:
+    owner, rdtype = c.area
+    name = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))
+    what = f"delete {owner} {name}"
+    return Side(c.dot, c.hlc, c.origin, what)
+
+
+def _by_dot(item: tuple[Dot, Changeset]) -> tuple[str, int]:
+    return (item[0].node, item[0].counter)
+
+
+@dataclass
+class ZoneState:
+    """One node's merged view of a zone: slots, deletes-as-a-whole, version vector."""
+
+    zone: dns.name.Name
+    vv: dict[str, int] = field(default_factory=dict)
+    slots: dict[Key, tuple[Write, ...]] = field(default_factory=dict)
+    clears: dict[Area, tuple[Clear, ...]] = field(default_factory=dict)
+    pending: dict[Dot, Changeset] = field(default_factory=dict)
+
+    # --- applying changes ---------------------------------------------------------------
+
+    def seen(self, dot: Dot) -> bool:
+        return _saw(self.vv, dot)
+
+    def context(self) -> Context:
+        return tuple(sorted((node, c) for node, c in self.vv.items() if c))
+
+    def local(
+        self,
+        node: str,
+        hlc: int,
+        removed: Iterable[RR] = (),
+        added: Iterable[RR] = (),
+        cleared: Iterable[Area] = (),
+        origin: str = "",
+    ) -> Changeset:
+        """A change made on this node: its dot, context and HLC, applied at once."""
+        cs = Changeset(
+            zone=self.zone,
+            removed=tuple(removed),
+            added=tuple(added),
+            origin=origin or f"node:{node}",
+            dot=Dot(node, self.vv.get(node, 0) + 1),
+            hlc=hlc,
+            context=self.context(),
+            cleared=tuple(cleared),
+        )
+        applied = self.apply(cs)
+        assert applied == [cs]
+        return cs
+
+    def apply(self, cs: Changeset) -> list[Changeset]:
+        """Take a change from any node; returns the changes applied now, in order (``cs`` and
+        any it released from ``pending``), or [] when it was seen before or must wait."""
+        if cs.dot is None or cs.hlc is None:
+            raise ValueError("a replicated change needs its dot and HLC")
+        if self.seen(cs.dot) or cs.dot in self.pending:
+            return []
+        self.pending[cs.dot] = cs
+        applied = []
+        progress = True
+        while progress:
+            progress = False
+            for dot, waiting in sorted(
+                self.pending.items(), key=lambda i: (i[0].node, i[0].counter)
+            ):
+                if self._ready(waiting):
+                    del self.pending[dot]
+                    self._integrate(waiting)
+                    applied.append(waiting)
+                    progress = True
+        return applied
+
+    def _ready(self, cs: Changeset) -> bool:
+        assert cs.dot is not None
+        if self.vv.get(cs.dot.node, 0) != cs.dot.counter - 1:
+            return False
+        return all(
+            self.vv.get(node, 0) >= counter for node, counter in cs.context if node != cs.dot.node
+        )
+
+    def _integrate(self, cs: Changeset) -> None:
+        assert cs.dot is not None and cs.hlc is not None
+        context = dict(cs.context)
+
+        def write(rr: RR, present: bool) -> None:
+            key = slot_key(rr)
+            kept = tuple(
+                w
+                for w in self.slots.get(key, ())
+                if w.dot != cs.dot and not _saw(context, w.dot)  # replaced: seen, or ours
+            )
+            new = Write(cs.dot, cs.hlc, present, rr, cs.context, cs.origin)  # type: ignore[arg-type]
+            self.slots[key] = tuple(sorted((*kept, new), key=lambda w: w.rank, reverse=True))
+
+        for rr in cs.removed:
+            write(rr, False)
+        for rr in cs.added:
+            write(rr, True)
+        for area in cs.cleared:
+            kept_clears = tuple(c for c in self.clears.get(area, ()) if not _saw(context, c.dot))
+            clear = Clear(cs.dot, cs.hlc, area, cs.context, cs.origin)
+            self.clears[area] = tuple(
+                sorted((*kept_clears, clear), key=lambda c: c.rank, reverse=True)
+            )
+        self.vv[cs.dot.node] = cs.dot.counter
+
+    # --- what is served, and what conflicts -------------------------------------------
+
+    def resolve(self) -> tuple[list[RR], list[Conflict]]:
+        """The records served (provisional winners applied) and the open conflicts, both
+        sorted; a pure function of the slots and deletes-as-a-whole."""
+        conflicts: list[Conflict] = []
+        winners: dict[Key, Write] = {}
+        for key, siblings in self.slots.items():
+            top = siblings[0]
+            winners[key] = top
+            if len({w.value for w in siblings}) > 1:
+                rdata = top.rr.rdata.to_text()
+                sides = map(_side, siblings)
+                conflicts.append(_conflict("record", top.rr.owner, top.rr.rdtype, sides, rdata))
+        present = {key: w for key, w in winners.items() if w.present}
+        self._clear_conflicts(present, conflicts)
+        by_owner: dict[dns.name.Name, dict[int, list[Write]]] = {}
+        for w in present.values():
+            by_owner.setdefault(w.rr.owner, {}).setdefault(w.rr.rdtype, []).append(w)
+        served: list[RR] = []
+        for owner, rrsets in by_owner.items():
+            self._single_valued(owner, rrsets, conflicts)
+            self._cname_and_other(owner, rrsets, conflicts)
+            for rdtype, writes in rrsets.items():
+                served.extend(self._same_ttl(owner, rdtype, writes, conflicts))
+        served.sort(key=lambda rr: (rr.owner, rr.rdtype, canonical_rdata(rr.rdata)))
+        conflicts.sort(key=lambda c: c.id)
+        return served, conflicts
+
+    def _clear_conflicts(self, present: dict[Key, Write], conflicts: list[Conflict]) -> None:
+        """A record added concurrently with a delete of its RRset or name: the later wins.
+
+        Every delete is held against the same records (those present before any is applied),
+        so the outcome does not depend on the order the deletes are looked at."""
+        hidden: set[Key] = set()
+        for area, clears in self.clears.items():
+            for clear in clears:
+                concurrent = [
+                    (key, w)
+                    for key, w in present.items()
+                    if clear.covers(w.rr)
+                    and not _saw(clear.context, w.dot)
+                    and not w.saw(clear.dot)
+                ]
+                if not concurrent:
+                    continue
+                sides = [_clear_side(clear)] + [_side(w) for _key, w in concurrent]
+                conflicts.append(_conflict("delete-vs-add", area[0], area[1], sides))
+                hidden.update(key for key, w in concurrent if clear.rank > w.rank)
+        for key in hidden:
+            del present[key]
+
+    @staticmethod
+    def _single_valued(
+        owner: dns.name.Name, rrsets: dict[int, list[Write]], conflicts: list[Conflict]
+    ) -> None:
+        for rdtype in SINGLE_VALUED & rrsets.keys():
+            writes = rrsets[rdtype]
+            if len(writes) > 1:
+                writes.sort(key=lambda w: w.rank, reverse=True)
+                conflicts.append(_conflict("replaced", owner, rdtype, map(_side, writes)))
+                del writes[1:]
+
+    @staticmethod
+    def _cname_and_other(
+        owner: dns.name.Name, rrsets: dict[int, list[Write]], conflicts: list[Conflict]
+    ) -> None:
+        if CNAME not in rrsets:
+            return
+        others = [t for t in rrsets if t not in CNAME_NEIGHBOURS]
+        if not others:
+            return
+        cname = rrsets[CNAME][0]
+        other_writes = [w for t in others for w in rrsets[t]]
+        sides = [_side(cname)] + [_side(w) for w in other_writes]
+        conflicts.append(_conflict("cname-and-other", owner, CNAME, sides))
+        if cname.rank > max(w.rank for w in other_writes):
+            for t in others:
+                del rrsets[t]
+        else:
+            del rrsets[CNAME]
+
+    @staticmethod
+    def _same_ttl(
+        owner: dns.name.Name, rdtype: int, writes: list[Write], conflicts: list[Conflict]
+    ) -> list[RR]:
+        ttls = {w.rr.ttl for w in writes}
+        if len(ttls) == 1:
+            return [w.rr for w in writes]
+        top = max(writes, key=lambda w: w.rank)
+        conflicts.append(_conflict("ttl", owner, rdtype, map(_side, writes)))
+        return [RR(w.rr.owner, top.rr.ttl, w.rr.rdata) for w in writes]

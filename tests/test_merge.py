@@ -114,7 +114,7 @@ def final_view(state: ZoneState) -> tuple[object, ...]:
         slots,
         clears,
         [r.to_text() for r in served],
-        [(c.id, c.kind, c.sides) for c in conflicts],
+        [(c.id, c.kind, c.subject, c.sides) for c in conflicts],
     )
 
 

@@ -271,91 +271,113 @@ class ZoneState:
 
     def resolve(self) -> tuple[list[RR], list[Conflict]]:
         """The records served (provisional winners applied) and the open conflicts, both
-        sorted; a pure function of the slots and deletes-as-a-whole."""
-        conflicts: list[Conflict] = []
-        winners: dict[Key, Write] = {}
-        for key, siblings in self.slots.items():
-            top = siblings[0]
-            winners[key] = top
-            if len({w.value for w in siblings}) > 1:
-                rdata = top.rr.rdata.to_text()
-                sides = map(_side, siblings)
-                conflicts.append(_conflict("record", top.rr.owner, top.rr.rdtype, sides, rdata))
-        present = {key: w for key, w in winners.items() if w.present}
-        self._clear_conflicts(present, conflicts)
-        by_owner: dict[dns.name.Name, dict[int, list[Write]]] = {}
-        for w in present.values():
-            by_owner.setdefault(w.rr.owner, {}).setdefault(w.rr.rdtype, []).append(w)
+        sorted; a pure function of the slots and deletes-as-a-whole, name by name."""
+        slots: dict[dns.name.Name, list[tuple[Write, ...]]] = {}
+        for siblings in self.slots.values():
+            slots.setdefault(siblings[0].rr.owner, []).append(siblings)
+        clears: dict[dns.name.Name, list[Clear]] = {}
+        for (owner, _rdtype), markers in self.clears.items():
+            clears.setdefault(owner, []).extend(markers)
         served: list[RR] = []
-        for owner, rrsets in by_owner.items():
-            self._single_valued(owner, rrsets, conflicts)
-            self._cname_and_other(owner, rrsets, conflicts)
-            for rdtype, writes in rrsets.items():
-                served.extend(self._same_ttl(owner, rdtype, writes, conflicts))
+        conflicts: list[Conflict] = []
+        for owner, at_owner in slots.items():
+            records, found = resolve_name(at_owner, clears.get(owner, ()))
+            served += records
+            conflicts += found
         served.sort(key=lambda rr: (rr.owner, rr.rdtype, canonical_rdata(rr.rdata)))
         conflicts.sort(key=lambda c: c.id)
         return served, conflicts
 
-    def _clear_conflicts(self, present: dict[Key, Write], conflicts: list[Conflict]) -> None:
-        """A record added concurrently with a delete of its RRset or name: the later wins.
 
-        Every delete is held against the same records (those present before any is applied),
-        so the outcome does not depend on the order the deletes are looked at."""
-        hidden: set[Key] = set()
-        for area, clears in self.clears.items():
-            for clear in clears:
-                concurrent = [
-                    (key, w)
-                    for key, w in present.items()
-                    if clear.covers(w.rr)
-                    and not _saw(clear.context, w.dot)
-                    and not w.saw(clear.dot)
-                ]
-                if not concurrent:
-                    continue
-                sides = [_clear_side(clear)] + [_side(w) for _key, w in concurrent]
-                conflicts.append(_conflict("delete-vs-add", area[0], area[1], sides))
-                hidden.update(key for key, w in concurrent if clear.rank > w.rank)
-        for key in hidden:
-            del present[key]
+def resolve_name(
+    slots: Iterable[tuple[Write, ...]], clears: Iterable[Clear]
+) -> tuple[list[RR], list[Conflict]]:
+    """What one name serves and the conflicts at it, from its slots (each one's siblings,
+    highest rank first) and the deletes-as-a-whole of the name or of its RRsets.  Every rule is
+    local to a name, so a store can resolve just the names a change touched."""
+    conflicts: list[Conflict] = []
+    present: dict[Key, Write] = {}
+    for siblings in slots:
+        top = siblings[0]
+        if len({w.value for w in siblings}) > 1:
+            rdata = top.rr.rdata.to_text()
+            sides = map(_side, siblings)
+            conflicts.append(_conflict("record", top.rr.owner, top.rr.rdtype, sides, rdata))
+        if top.present:
+            present[slot_key(top.rr)] = top
+    _clear_conflicts(present, clears, conflicts)
+    rrsets: dict[int, list[Write]] = {}
+    for w in present.values():
+        rrsets.setdefault(w.rr.rdtype, []).append(w)
+    served: list[RR] = []
+    if rrsets:
+        owner = max(present.values(), key=lambda w: w.rank).rr.owner  # its case: the latest
+        _single_valued(owner, rrsets, conflicts)
+        _cname_and_other(owner, rrsets, conflicts)
+        for rdtype, writes in rrsets.items():
+            served.extend(_same_ttl(owner, rdtype, writes, conflicts))
+    return served, conflicts
 
-    @staticmethod
-    def _single_valued(
-        owner: dns.name.Name, rrsets: dict[int, list[Write]], conflicts: list[Conflict]
-    ) -> None:
-        for rdtype in SINGLE_VALUED & rrsets.keys():
-            writes = rrsets[rdtype]
-            if len(writes) > 1:
-                writes.sort(key=lambda w: w.rank, reverse=True)
-                conflicts.append(_conflict("replaced", owner, rdtype, map(_side, writes)))
-                del writes[1:]
 
-    @staticmethod
-    def _cname_and_other(
-        owner: dns.name.Name, rrsets: dict[int, list[Write]], conflicts: list[Conflict]
-    ) -> None:
-        if CNAME not in rrsets:
-            return
-        others = [t for t in rrsets if t not in CNAME_NEIGHBOURS]
-        if not others:
-            return
-        cname = rrsets[CNAME][0]
-        other_writes = [w for t in others for w in rrsets[t]]
-        sides = [_side(cname)] + [_side(w) for w in other_writes]
-        conflicts.append(_conflict("cname-and-other", owner, CNAME, sides))
-        if cname.rank > max(w.rank for w in other_writes):
-            for t in others:
-                del rrsets[t]
-        else:
-            del rrsets[CNAME]
+def _clear_conflicts(
+    present: dict[Key, Write], clears: Iterable[Clear], conflicts: list[Conflict]
+) -> None:
+    """A record added concurrently with a delete of its RRset or name: the later wins.
 
-    @staticmethod
-    def _same_ttl(
-        owner: dns.name.Name, rdtype: int, writes: list[Write], conflicts: list[Conflict]
-    ) -> list[RR]:
-        ttls = {w.rr.ttl for w in writes}
-        if len(ttls) == 1:
-            return [w.rr for w in writes]
-        top = max(writes, key=lambda w: w.rank)
-        conflicts.append(_conflict("ttl", owner, rdtype, map(_side, writes)))
-        return [RR(w.rr.owner, top.rr.ttl, w.rr.rdata) for w in writes]
+    Every delete is held against the same records (those present before any is applied), so
+    the outcome does not depend on the order the deletes are looked at."""
+    hidden: set[Key] = set()
+    for clear in clears:
+        concurrent = [
+            (key, w)
+            for key, w in present.items()
+            if clear.covers(w.rr) and not _saw(clear.context, w.dot) and not w.saw(clear.dot)
+        ]
+        if not concurrent:
+            continue
+        sides = [_clear_side(clear)] + [_side(w) for _key, w in concurrent]
+        conflicts.append(_conflict("delete-vs-add", clear.area[0], clear.area[1], sides))
+        hidden.update(key for key, w in concurrent if clear.rank > w.rank)
+    for key in hidden:
+        del present[key]
+
+
+def _single_valued(
+    owner: dns.name.Name, rrsets: dict[int, list[Write]], conflicts: list[Conflict]
+) -> None:
+    for rdtype in sorted(SINGLE_VALUED & rrsets.keys()):
+        writes = rrsets[rdtype]
+        if len(writes) > 1:
+            writes.sort(key=lambda w: w.rank, reverse=True)
+            conflicts.append(_conflict("replaced", owner, rdtype, map(_side, writes)))
+            del writes[1:]
+
+
+def _cname_and_other(
+    owner: dns.name.Name, rrsets: dict[int, list[Write]], conflicts: list[Conflict]
+) -> None:
+    if CNAME not in rrsets:
+        return
+    others = [t for t in rrsets if t not in CNAME_NEIGHBOURS]
+    if not others:
+        return
+    cname = rrsets[CNAME][0]
+    other_writes = [w for t in others for w in rrsets[t]]
+    sides = [_side(cname)] + [_side(w) for w in other_writes]
+    conflicts.append(_conflict("cname-and-other", owner, CNAME, sides))
+    if cname.rank > max(w.rank for w in other_writes):
+        for t in others:
+            del rrsets[t]
+    else:
+        del rrsets[CNAME]
+
+
+def _same_ttl(
+    owner: dns.name.Name, rdtype: int, writes: list[Write], conflicts: list[Conflict]
+) -> list[RR]:
+    ttls = {w.rr.ttl for w in writes}
+    if len(ttls) == 1:
+        return [w.rr for w in writes]
+    top = max(writes, key=lambda w: w.rank)
+    conflicts.append(_conflict("ttl", owner, rdtype, map(_side, writes)))
+    return [RR(w.rr.owner, top.rr.ttl, w.rr.rdata) for w in writes]

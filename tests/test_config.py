@@ -141,3 +141,41 @@ def test_secondary_zone_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
         load_config(path)
     assert str(path) in str(err.value)
+
+
+PEER_KEY = "cGVlciBrZXkgb2YgdGhpcnR5LXR3byBieXRlcywgb2s="
+
+
+def test_peers(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text(
+        '[node]\nid = "ns1"\npeer_listen = "127.0.0.1:5400"\n'
+        f'[[peers]]\nid = "ns2"\naddress = "127.0.0.1:5401"\nkey = "{PEER_KEY}"\n'
+        f'[[peers]]\nid = "ns3"\naddress = "[::1]:5402"\nkey = "{PEER_KEY}"\n'
+    )
+    config = load_config(path)
+    assert str(config.node.peer_listen) == "127.0.0.1:5400"
+    assert [(p.id, str(p.address)) for p in config.peers] == [
+        ("ns2", "127.0.0.1:5401"),
+        ("ns3", "[::1]:5402"),
+    ]
+    assert PEER_KEY not in repr(config.peers)  # the key is not printed
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f'id = "ns1"\naddress = "127.0.0.1:1"\nkey = "{PEER_KEY}"', r"#1.id: 'ns1' is this node"),
+        ('id = "ns2"\naddress = "127.0.0.1:1"\nkey = "c2hvcnQ="', r"#1.key: 5 bytes; use at least"),
+        ('id = "ns2"\naddress = "127.0.0.1:1"\nkey = "%%%"', r"#1.key: not valid base64"),
+        (f'id = "ns2"\naddress = "here"\nkey = "{PEER_KEY}"', r"#1.address: .*not an IP"),
+        (f'id = "n s"\naddress = "127.0.0.1:1"\nkey = "{PEER_KEY}"', r"#1.id: 'n s' must be"),
+        ('id = "ns2"\naddress = "127.0.0.1:1"', r"#1: missing required key 'key'"),
+    ],
+)
+def test_peer_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f'[node]\nid = "ns1"\n[[peers]]\n{text}\n')
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert str(path) in str(err.value)

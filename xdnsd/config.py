@@ -59,6 +59,16 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     id: str
+    peer_listen: ListenAddress | None = None  # where the other nodes connect (replication)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    """Another node of the cluster: where to reach it and the key both share."""
+
+    id: str
+    address: ListenAddress
+    key: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +96,7 @@ class Config:
     node: NodeConfig
     zones: tuple[ZoneConfig, ...]
     keys: dict[dns.name.Name, TsigKey] = field(default_factory=dict)
+    peers: tuple[PeerConfig, ...] = ()
 
 
 def parse_listen(value: str, where: str) -> ListenAddress:
@@ -179,7 +190,7 @@ def load_config(path: str | Path) -> Config:
 def parse_config(raw: dict[str, Any], path: Path) -> Config:
     base = path.resolve().parent
     f = str(path)
-    _no_unknown(raw, {"server", "node", "zones", "keys"}, f)
+    _no_unknown(raw, {"server", "node", "zones", "keys", "peers"}, f)
 
     keys = _parse_keys(_take(raw, "keys", dict, f, {}), base, f)
     server = _take(raw, "server", dict, f, {})
@@ -240,14 +251,13 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
 
     node = _take(raw, "node", dict, f, {})
     nw = f"{f}: [node]"
-    _no_unknown(node, {"id"}, nw)
-    node_id = _take(node, "id", str, nw, "ns1")
-    if (
-        not node_id
-        or len(node_id.encode()) > 64
-        or not node_id.replace("-", "").replace("_", "").replace(".", "").isalnum()
-    ):
-        raise ConfigError(f"{nw}.id: {node_id!r} must be 1-64 letters, digits, '-', '_' or '.'")
+    _no_unknown(node, {"id", "peer_listen"}, nw)
+    node_id = _node_id(_take(node, "id", str, nw, "ns1"), f"{nw}.id")
+    peer_listen_text = _take(node, "peer_listen", str, nw, None)
+    peer_listen = None
+    if peer_listen_text is not None:
+        peer_listen = parse_listen(peer_listen_text, f"{nw}.peer_listen")
+    peers = _parse_peers(_take(raw, "peers", list, f, []), node_id, f)
 
     zones = []
     seen: set[dns.name.Name] = set()
@@ -312,8 +322,52 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             )
         )
     return Config(
-        path=path, server=server_cfg, node=NodeConfig(node_id), zones=tuple(zones), keys=keys
+        path=path,
+        server=server_cfg,
+        node=NodeConfig(node_id, peer_listen),
+        zones=tuple(zones),
+        keys=keys,
+        peers=peers,
     )
+
+
+def _node_id(text: str, where: str) -> str:
+    if (
+        not text
+        or len(text.encode()) > 64
+        or not text.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    ):
+        raise ConfigError(f"{where}: {text!r} must be 1-64 letters, digits, '-', '_' or '.'")
+    return text
+
+
+MIN_PEER_KEY = 16  # bytes of shared secret between two nodes
+
+
+def _parse_peers(raw: list[Any], node_id: str, f: str) -> tuple[PeerConfig, ...]:
+    peers: list[PeerConfig] = []
+    for i, table in enumerate(raw):
+        pw = f"{f}: [[peers]] #{i + 1}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{pw}: expected a table with 'id', 'address' and 'key'")
+        _no_unknown(table, {"id", "address", "key"}, pw)
+        peer_id = _node_id(_take(table, "id", str, pw), f"{pw}.id")
+        if peer_id == node_id:
+            raise ConfigError(f"{pw}.id: {peer_id!r} is this node's own id ([node] id)")
+        if any(p.id == peer_id for p in peers):
+            raise ConfigError(f"{pw}.id: peer {peer_id!r} is listed twice")
+        address = parse_listen(_take(table, "address", str, pw), f"{pw}.address")
+        try:
+            key = base64.b64decode(_take(table, "key", str, pw), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"{pw}.key: not valid base64") from None
+        if len(key) < MIN_PEER_KEY:
+            raise ConfigError(
+                f"{pw}.key: {len(key)} bytes; use at least {MIN_PEER_KEY} random bytes "
+                "(e.g. `openssl rand -base64 32`)"
+            )
+        peers.append(PeerConfig(peer_id, address, key))
+    return tuple(peers)
 
 
 def _addresses(zone: dict[str, Any], key_name: str, zw: str) -> list[ListenAddress]:

@@ -15,6 +15,11 @@ Layout (named sub-databases, big-endian ordered keys; see ../shared/ARCHITECTURE
 ``oplog``       zone id | origin node | counter -> changeset (replication catch-up)
 ``history``     zone id | sequence -> provenance of each commit (who, when, serial)
 ``cursors``, ``conflicts``, ``sync_status``: operator-visible replication / provider state
+                (``conflicts``: zone id | owner key | conflict id -> the conflict, JSON)
+``slots``       sparse, same keys as ``records``: every write of a record slot that concurrent
+                changes left in a non-trivial state (siblings, or a winner not served as
+                written); a slot absent here is its one write, in ``records`` or ``tombstones``
+``clears``      zone id | owner key | type (ANY for the name) -> the deletes-as-a-whole there
 ``meta``        schema version, node id, zone id allocator
 
 ``Store.commit()`` is the only write path for zone data: one write transaction, synced to disk
@@ -58,6 +63,7 @@ from xdnsd.model import (
     CommitResult,
     Dot,
     canonical_rdata,
+    decode_changeset,
     decode_rrs,
     derived_serial,
     encode_changeset,
@@ -68,6 +74,7 @@ from xdnsd.model import (
     rdata_wire,
     serial_gt,
 )
+from xdnsd.replication import merge
 
 log = logging.getLogger("xdnsd.store")
 
@@ -85,6 +92,8 @@ _DB_NAMES = (
     "conflicts",
     "sync_status",
     "meta",
+    "slots",
+    "clears",
 )
 
 _U32 = struct.Struct("!I")
@@ -97,6 +106,11 @@ _TTL = struct.Struct("!xI")  # the TTL in a stored value (after the flags byte)
 _META_HEAD = struct.Struct("!IQ")  # zone id, generation
 _SOA_DIGEST = b"\x00" * 16
 SOA = int(dns.rdatatype.SOA)
+
+
+class NotReady(Exception):
+    """A change from a peer that depends on changes not applied here yet (causal delivery):
+    apply those first, then this one again."""
 
 
 class StoreError(Exception):
@@ -707,6 +721,47 @@ class Snapshot:
             return None
         return entries, entries[0][2][0]
 
+    def changes_since(
+        self, zone: dns.name.Name, vv: Mapping[str, int], limit: int | None = None
+    ) -> list[Changeset]:
+        """The changes to ``zone`` that version vector ``vv`` has not seen, in the order this
+        node applied them (a causal order): what a peer at ``vv`` needs."""
+        meta = self.zone(zone).meta
+        prefix = _U32.pack(meta.zone_id)
+        history = self._txn.cursor(db=self._store._dbs["history"])
+        oplog = self._store._dbs["oplog"]
+        out: list[Changeset] = []
+        if not history.set_range(prefix):
+            return out
+        for key, value in history:
+            if key[:4] != prefix:
+                break
+            node, counter = json.loads(value)["dot"]
+            if vv.get(node, 0) >= counter:
+                continue
+            raw_node = node.encode()
+            raw = self._txn.get(
+                prefix + bytes((len(raw_node),)) + raw_node + _U64.pack(counter), db=oplog
+            )
+            if raw is not None:
+                out.append(decode_changeset(raw))
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    def conflicts(self, zone: dns.name.Name) -> list[dict[str, Any]]:
+        """The zone's open conflicts (see ``xdnsd.replication.merge``), by name."""
+        meta = self.zone(zone).meta
+        prefix = _U32.pack(meta.zone_id)
+        cursor = self._txn.cursor(db=self._store._dbs["conflicts"])
+        out: list[dict[str, Any]] = []
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if key[:4] != prefix:
+                    break
+                out.append(dict(json.loads(value)))
+        return out
+
     def journal_depth(self, zone: dns.name.Name) -> int:
         meta = self.zone(zone).meta
         prefix = _U32.pack(meta.zone_id)
@@ -720,6 +775,87 @@ class Snapshot:
         return count
 
 
+def _seen(context: Mapping[str, int], dot: Dot) -> bool:
+    return context.get(dot.node, 0) >= dot.counter
+
+
+def _value_dot(value: bytes) -> tuple[Dot, int]:
+    """The dot and HLC of the write a stored record value holds."""
+    _flags, _ttl, hlc, counter = _VALUE_HEAD.unpack_from(value, 0)
+    i = _VALUE_HEAD.size
+    node = value[i + 1 : i + 1 + value[i]].decode()
+    return Dot(node, int(counter)), int(hlc)
+
+
+def _rr_json(rr: RR) -> list[Any]:
+    return [rr.owner.to_text(), rr.ttl, int(rr.rdtype), rdata_wire(rr.rdata).hex()]
+
+
+def _rr_from_json(item: list[Any]) -> RR:
+    owner = dns.name.from_text(item[0])
+    wire = bytes.fromhex(item[3])
+    rdtype = dns.rdatatype.RdataType.make(int(item[2]))
+    return RR(owner, int(item[1]), dns.rdata.from_wire(IN, rdtype, wire, 0, len(wire)))
+
+
+def _encode_writes(writes: Sequence[merge.Write]) -> bytes:
+    return json.dumps(
+        [
+            [w.dot.node, w.dot.counter, w.hlc, w.present, _rr_json(w.rr), w.context, w.origin]
+            for w in writes
+        ],
+        separators=(",", ":"),
+    ).encode()
+
+
+def _decode_writes(raw: bytes) -> list[merge.Write]:
+    out = []
+    for node, counter, hlc, present, rr, context, origin in json.loads(raw):
+        ctx = tuple((str(n), int(c)) for n, c in context)
+        out.append(merge.Write(Dot(node, counter), hlc, present, _rr_from_json(rr), ctx, origin))
+    return out
+
+
+def _encode_clears(clears: Sequence[merge.Clear]) -> bytes:
+    return json.dumps(
+        [[c.dot.node, c.dot.counter, c.hlc, c.area[1], c.context, c.origin] for c in clears],
+        separators=(",", ":"),
+    ).encode()
+
+
+def _decode_clears(raw: bytes | None, owner: dns.name.Name) -> list[merge.Clear]:
+    if raw is None:
+        return []
+    out = []
+    for node, counter, hlc, rdtype, context, origin in json.loads(raw):
+        ctx = tuple((str(n), int(c)) for n, c in context)
+        out.append(merge.Clear(Dot(node, counter), hlc, (owner, int(rdtype)), ctx, origin))
+    return out
+
+
+def _encode_conflict(conflict: merge.Conflict) -> bytes:
+    return json.dumps(
+        {
+            "id": conflict.id,
+            "kind": conflict.kind,
+            "owner": conflict.owner.to_text(),
+            "rdtype": conflict.rdtype,
+            "subject": conflict.subject,
+            "sides": [
+                {
+                    "node": s.dot.node,
+                    "counter": s.dot.counter,
+                    "hlc": s.hlc,
+                    "origin": s.origin,
+                    "what": s.what,
+                }
+                for s in conflict.sides
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
 @dataclass(slots=True)
 class _Applied:
     """What applying a changeset's records really did (``Store._apply_records``)."""
@@ -729,6 +865,7 @@ class _Applied:
     encoded: list[bytes] = field(default_factory=list)  # wire forms of ``added``, for the oplog
     old_soa: RR | None = None  # the SOA the changeset removed
     new_soa: RR | None = None  # the SOA the changeset added (its serial may be replaced)
+    merged: bool = False  # applied by the merge rules (a change from a peer, or concurrent state)
 
 
 _TRIM_EVERY = 64  # journal entries trimmed together
@@ -1059,9 +1196,13 @@ class Store:
         """
         meta, publish = self._meta_for(txn, cs, known)
 
-        # causality: a local change gets the next dot of this node; a remote one keeps its own
+        # causality: a local change gets the next dot of this node; a remote one keeps its own,
+        # its HLC (the same write ranks the same on every node) and its context, and is applied
+        # only once, after every change its context names (causal delivery)
+        remote = cs.dot is not None
         if cs.dot is None:
             dot = Dot(self.node_id, meta.vv.get(self.node_id, 0) + 1)
+            context = tuple(sorted((n, c) for n, c in meta.vv.items() if c))
         else:
             dot = cs.dot
             if dot.counter <= meta.vv.get(dot.node, 0):
@@ -1069,7 +1210,15 @@ class Store:
                     cs.zone, dot, meta.hlc, meta.serial, meta.serial, meta.generation, False
                 )
                 return res, []
+            missing = [(n, c) for n, c in cs.context if n != dot.node and meta.vv.get(n, 0) < c]
+            if meta.vv.get(dot.node, 0) != dot.counter - 1 or missing:
+                raise NotReady(
+                    f"change {dot.node}:{dot.counter} to zone {cs.zone} needs "
+                    f"{dot.node}:{dot.counter - 1} and {missing}; have {meta.vv}"
+                )
+            context = cs.context
         hlc = hlc_next(max(meta.hlc, cs.hlc or 0), now_ms)
+        write_hlc = cs.hlc if remote and cs.hlc is not None else hlc
 
         if cs.op is ChangeOp.DROP:
             self._drop_zone_txn(txn, meta)
@@ -1082,7 +1231,12 @@ class Store:
             return res, publish
 
         serial_from = None if cs.op is ChangeOp.CREATE else meta.serial
-        applied = self._apply_records(txn, cs, meta.zone_id, hlc, dot)
+        if cs.op is ChangeOp.CHANGE and (
+            remote or cs.cleared or self._has_merge_state(txn, meta, cs)
+        ):
+            applied = self._merge_records(txn, cs, meta.zone_id, write_hlc, dot, context)
+        else:
+            applied = self._apply_records(txn, cs, meta.zone_id, write_hlc, dot)
 
         # the SOA: keep (or take) its fields, serial derived from the advanced version vector
         records = self._dbs["records"]
@@ -1095,7 +1249,8 @@ class Store:
         if base_soa is None:
             raise StoreError(f"zone {cs.zone} would be left without an SOA")
         nothing = not applied.removed and not applied.added and given_soa is None
-        if nothing and cs.op is ChangeOp.CHANGE:
+        # a merged change counts even when nothing served changed: its writes are state
+        if nothing and cs.op is ChangeOp.CHANGE and not applied.merged:
             # do not advance the serial for a no-op
             res = CommitResult(
                 cs.zone, dot, meta.hlc, serial_from, meta.serial, meta.generation, False
@@ -1117,7 +1272,19 @@ class Store:
 
         meta.sequence += 1
         meta.generation += 1
-        self._log_commit(txn, cs, meta, dot, hlc, serial_from, old_soa, new_soa, applied)
+        logged = Changeset(
+            cs.zone,
+            cs.removed,
+            cs.added,
+            cs.origin,
+            cs.op,
+            dot,
+            write_hlc,
+            context,
+            cs.exact_serial,
+            cs.cleared,
+        )
+        self._log_commit(txn, logged, meta, dot, write_hlc, serial_from, old_soa, new_soa, applied)
         txn.put(_zone_key(cs.zone), meta.to_json(), db=self._dbs["zones"])
         res = CommitResult(cs.zone, dot, hlc, serial_from, serial_to, meta.generation, True)
         publish.append((meta.zone_id, meta.generation))
@@ -1154,6 +1321,181 @@ class Store:
             hlc=0,
         )
         return meta, self._zone_set_changed(txn, cs.zone)
+
+    # --- merging: changes from peers, and names where concurrent changes met -----------------
+
+    def _has_merge_state(self, txn: Any, meta: ZoneMeta, cs: Changeset) -> bool:
+        """Whether a name the change touches has merge state (siblings, deletes-as-a-whole,
+        conflicts): a local change there must go through the merge rules too."""
+        zone_prefix = _U32.pack(meta.zone_id)
+        if not any(
+            (cursor := txn.cursor(db=self._dbs[name])).set_range(zone_prefix)
+            and cursor.key()[:4] == zone_prefix
+            for name in ("slots", "clears", "conflicts")
+        ):
+            return False  # the usual case: no merge state anywhere in the zone
+        owners = {rr.owner for rr in (*cs.removed, *cs.added) if rr.rdtype != SOA}
+        for owner in owners:
+            prefix = _owner_prefix(meta.zone_id, owner, cs.zone)
+            for name in ("slots", "clears", "conflicts"):
+                cursor = txn.cursor(db=self._dbs[name])
+                if cursor.set_range(prefix) and cursor.key()[: len(prefix)] == prefix:
+                    return True
+        return False
+
+    def _merge_records(
+        self, txn: Any, cs: Changeset, zid: int, hlc: int, dot: Dot, context: merge.Context
+    ) -> _Applied:
+        """Apply ``cs`` by the merge rules (``xdnsd.replication.merge``): each record it writes
+        replaces the writes of that slot its context had seen and stands beside the others;
+        then every name it touched is resolved again and what is served there rewritten."""
+        out = _Applied(merged=True)
+        seen = dict(context)
+        slots: dict[bytes, list[merge.Write]] = {}
+        owners: dict[bytes, dns.name.Name] = {}
+        for present, rrs in ((False, cs.removed), (True, cs.added)):
+            for rr in rrs:
+                if rr.rdtype == SOA:
+                    if rr.owner != cs.zone:
+                        raise StoreError(
+                            f"zone {cs.zone}: SOA record at {rr.owner}, not at the apex"
+                        )
+                    if present:
+                        out.new_soa = rr
+                    else:
+                        old = txn.get(_record_key(zid, cs.zone, rr), db=self._dbs["records"])
+                        out.old_soa = None if old is None else _decode_value(SOA, old)
+                    continue
+                key = _record_key(zid, cs.zone, rr)
+                writes = slots.get(key)
+                if writes is None:
+                    writes = self._slot_writes(txn, key, rr.rdtype, zid)
+                kept = [w for w in writes if w.dot != dot and not _seen(seen, w.dot)]
+                new = merge.Write(dot, hlc, present, rr, context, cs.origin)
+                slots[key] = sorted((*kept, new), key=lambda w: w.rank, reverse=True)
+                prefix = _owner_prefix(zid, rr.owner, cs.zone)
+                owners.setdefault(prefix, rr.owner)
+        for owner, rdtype in cs.cleared:
+            prefix = _owner_prefix(zid, owner, cs.zone)
+            owners.setdefault(prefix, owner)
+            key = prefix + _RTYPE.pack(rdtype)
+            raw = txn.get(key, db=self._dbs["clears"])
+            clears = [c for c in _decode_clears(raw, owner) if not _seen(seen, c.dot)]
+            clears.append(merge.Clear(dot, hlc, (owner, rdtype), context, cs.origin))
+            txn.put(key, _encode_clears(clears), db=self._dbs["clears"])
+        for prefix, owner in owners.items():
+            self._resolve_owner(txn, zid, cs.zone, prefix, owner, slots, out)
+        return out
+
+    def _slot_writes(self, txn: Any, key: bytes, rdtype: int, zid: int) -> list[merge.Write]:
+        """The writes of one slot: from ``slots`` when it has state there, else its one write
+        (in ``records``, or a delete in ``tombstones``), or none."""
+        raw = txn.get(key, db=self._dbs["slots"])
+        if raw is not None:
+            return _decode_writes(raw)
+        for db_name, present in (("records", True), ("tombstones", False)):
+            value = txn.get(key, db=self._dbs[db_name])
+            if value is not None:
+                rr = _decode_value(rdtype, value)
+                dot, hlc = _value_dot(value)
+                return [merge.Write(dot, hlc, present, rr, self._context_of(txn, zid, dot))]
+        return []
+
+    def _context_of(self, txn: Any, zid: int, dot: Dot) -> merge.Context:
+        """What the change ``dot`` had seen, from the oplog (empty when it is not there)."""
+        node = dot.node.encode()
+        key = _U32.pack(zid) + bytes((len(node),)) + node + _U64.pack(dot.counter)
+        raw = txn.get(key, db=self._dbs["oplog"])
+        if raw is None:
+            return ()
+        (hlen,) = _U32.unpack_from(raw, 0)
+        head = json.loads(bytes(raw[4 : 4 + hlen]))
+        return tuple((str(n), int(c)) for n, c in head.get("context", []))
+
+    def _resolve_owner(
+        self,
+        txn: Any,
+        zid: int,
+        origin: dns.name.Name,
+        prefix: bytes,
+        owner: dns.name.Name,
+        touched: dict[bytes, list[merge.Write]],
+        out: _Applied,
+    ) -> None:
+        """Resolve one name again (``merge.resolve_name``) and store the outcome: served
+        records, slot state where it is not trivial, the name's conflicts; the served
+        difference goes to ``out`` (for the journal)."""
+        records, tombstones = self._dbs["records"], self._dbs["tombstones"]
+        slots_db, conflicts_db = self._dbs["slots"], self._dbs["conflicts"]
+        plen = len(prefix)
+        before: dict[bytes, RR] = {}
+        slots: dict[bytes, list[merge.Write]] = {}
+        cursor = txn.cursor(db=records)
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if key[:plen] != prefix:
+                    break
+                rdtype = _RTYPE.unpack_from(key, plen)[0]
+                if rdtype == SOA:
+                    continue
+                before[key] = _decode_value(rdtype, value)
+        cursor = txn.cursor(db=slots_db)
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if key[:plen] != prefix:
+                    break
+                slots[key] = _decode_writes(value)
+        for key in before:
+            if key not in slots:
+                slots[key] = self._slot_writes(txn, key, _RTYPE.unpack_from(key, plen)[0], zid)
+        slots.update((k, w) for k, w in touched.items() if k[:plen] == prefix and len(k) > plen)
+        clears: list[merge.Clear] = []
+        cursor = txn.cursor(db=self._dbs["clears"])
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if key[:plen] != prefix:
+                    break
+                clears += _decode_clears(value, owner)
+        live = [tuple(writes) for writes in slots.values() if writes]
+        served, conflicts = merge.resolve_name(live, clears)
+        served_by_key = {_record_key(zid, origin, rr): rr for rr in served}
+        for key, writes in slots.items():
+            if not writes:
+                continue
+            top = writes[0]
+            shown = served_by_key.get(key)
+            trivial = len(writes) == 1 and (
+                (top.present and shown is not None and shown.ttl == top.rr.ttl) or not top.present
+            )
+            if trivial:
+                txn.delete(key, db=slots_db)
+            else:
+                txn.put(key, _encode_writes(writes), db=slots_db)
+            if top.present:
+                txn.delete(key, db=tombstones)
+            else:
+                txn.put(key, _encode_value(top.rr, top.hlc, top.dot, flags=1), db=tombstones)
+            if shown is not None:
+                txn.put(key, _encode_value(shown, top.hlc, top.dot), db=records)
+            else:
+                txn.delete(key, db=records)
+        # the name's conflicts, replaced whole
+        cursor = txn.cursor(db=conflicts_db)
+        if cursor.set_range(prefix):
+            while cursor.key()[:plen] == prefix:
+                if not cursor.delete():
+                    break
+        for conflict in conflicts:
+            txn.put(prefix + conflict.id.encode(), _encode_conflict(conflict), db=conflicts_db)
+        # what is served at the name now, against before
+        for key, rr in before.items():
+            now = served_by_key.get(key)
+            if now is None or now.ttl != rr.ttl or now.owner.to_text() != rr.owner.to_text():
+                out.removed.append(rr)
+        for key, rr in served_by_key.items():
+            old = before.get(key)
+            if old is None or old.ttl != rr.ttl or old.owner.to_text() != rr.owner.to_text():
+                out.added.append(rr)
 
     def _apply_records(self, txn: Any, cs: Changeset, zid: int, hlc: int, dot: Dot) -> _Applied:
         """Remove and add the records of ``cs`` (the SOA aside): what really changed."""
@@ -1234,20 +1576,23 @@ class Store:
             depth = self.zone_journal_depths.get(cs.zone, self.journal_depth)
             self._trim_journal(txn, zid, meta.sequence, depth)
         given = applied.new_soa is not None
-        stored = Changeset(
-            zone=cs.zone,
-            removed=tuple(applied.removed),
-            added=tuple(applied.added) + ((new_soa,) if given else ()),
-            origin=cs.origin,
-            op=cs.op,
-            dot=dot,
-            hlc=hlc,
-            context=tuple(sorted(meta.vv.items())) if cs.dot is None else cs.context,
-        )
         node = dot.node.encode()
         oplog_key = _U32.pack(zid) + bytes((len(node),)) + node + _U64.pack(dot.counter)
-        encoded = applied.encoded + ([encode_rr(new_soa)] if given else [])
-        txn.put(oplog_key, encode_changeset(stored, encoded), db=self._dbs["oplog"])
+        if applied.merged:  # the change as made: every node merges it the same way
+            txn.put(oplog_key, encode_changeset(cs), db=self._dbs["oplog"])
+        else:  # a local change applied in sequence: what it really changed
+            stored = Changeset(
+                zone=cs.zone,
+                removed=tuple(applied.removed),
+                added=tuple(applied.added) + ((new_soa,) if given else ()),
+                origin=cs.origin,
+                op=cs.op,
+                dot=dot,
+                hlc=hlc,
+                context=cs.context,
+            )
+            encoded = applied.encoded + ([encode_rr(new_soa)] if given else [])
+            txn.put(oplog_key, encode_changeset(stored, encoded), db=self._dbs["oplog"])
         history = {
             "sequence": meta.sequence,
             "origin": cs.origin,
@@ -1298,7 +1643,16 @@ class Store:
 
     def _drop_zone_txn(self, txn: Any, meta: ZoneMeta) -> None:
         prefix = _U32.pack(meta.zone_id)
-        for db_name in ("records", "tombstones", "journal", "oplog", "history"):
+        for db_name in (
+            "records",
+            "tombstones",
+            "journal",
+            "oplog",
+            "history",
+            "slots",
+            "clears",
+            "conflicts",
+        ):
             cursor = txn.cursor(db=self._dbs[db_name])
             if not cursor.set_range(prefix):
                 continue

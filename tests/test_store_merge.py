@@ -1,0 +1,203 @@
+"""The store applies changes from peers by the merge rules: a differential test against the pure
+model (xdnsd/replication/merge.py).
+
+Three stores (three nodes) make changes with ``Store.commit`` as updates would, and exchange
+them, read from each other's oplog (``Snapshot.changes_since``), in random order with
+duplicates; a change whose dependencies are not in yet is refused (``NotReady``) and offered
+again later.  The same changes, as logged, go to a pure ``ZoneState`` per node.  Every store
+must serve what its model serves and list the same conflicts, and in the end all agree.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.name
+import dns.rdatatype
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from tests.test_merge import ADDRESSES, OWNERS, TARGETS, rr
+from xdnsd.model import RR, ChangeOp, Changeset
+from xdnsd.replication.merge import ZoneState
+from xdnsd.store import NotReady, Store
+from xdnsd.zonefile import parse_zone_text
+
+ZONE = dns.name.from_text("example.test.")
+NODES = ("n1", "n2", "n3")
+A = int(dns.rdatatype.A)
+ANY = int(dns.rdatatype.ANY)
+CNAME = int(dns.rdatatype.CNAME)
+BASE = "$TTL 300\n@ SOA ns1 host 1 3600 900 604800 60\n@ NS ns1\nns1 A 192.0.2.53\n"
+SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # fsync is cheap there
+
+
+class Node:
+    def __init__(self, name: str, directory: Path) -> None:
+        self.name = name
+        self.store = Store(directory / name, name)
+        self.model = ZoneState(ZONE)
+        self.waiting: list[Changeset] = []
+
+    def served(self) -> list[str]:
+        with self.store.snapshot() as snap:
+            records = [r for r in snap.zone(ZONE).iter_records() if r.rdtype != dns.rdatatype.SOA]
+        return sorted(f"{r.owner} {r.ttl} {r.rdata.rdtype} {r.rdata}".lower() for r in records)
+
+    def model_served(self) -> list[str]:
+        return sorted(
+            f"{r.owner} {r.ttl} {r.rdata.rdtype} {r.rdata}".lower()
+            for r in self.model.resolve()[0]
+            if r.rdtype != dns.rdatatype.SOA
+        )
+
+    def conflicts(self) -> list[str]:
+        with self.store.snapshot() as snap:
+            return sorted(c["id"] for c in snap.conflicts(ZONE))
+
+    def model_conflicts(self) -> list[str]:
+        return sorted(c.id for c in self.model.resolve()[1])
+
+    def take(self, cs: Changeset) -> None:
+        """A change from a peer: applied now if its dependencies are in, else later."""
+        self.waiting.append(cs)
+        progress = True
+        while progress:
+            progress = False
+            for waiting in list(self.waiting):
+                try:
+                    result = self.store.commit(waiting)
+                except NotReady:
+                    continue
+                self.waiting.remove(waiting)
+                if result.applied:
+                    self.model.apply(waiting)
+                progress = True
+
+    def check(self) -> None:
+        assert self.served() == self.model_served()
+        assert self.conflicts() == self.model_conflicts()
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Iterator[Path]:
+    if SHM is None:
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir=SHM) as d:
+        yield Path(d)
+
+
+def make_cluster(directory: Path) -> tuple[dict[str, Node], list[Changeset]]:
+    nodes = {n: Node(n, directory) for n in NODES}
+    create = Changeset(ZONE, added=tuple(parse_zone_text(BASE, ZONE)), op=ChangeOp.CREATE)
+    nodes["n1"].store.commit(create)
+    with nodes["n1"].store.snapshot() as snap:
+        (logged,) = snap.changes_since(ZONE, {})
+    for name in ("n2", "n3"):
+        nodes[name].store.commit(logged)
+    for node in nodes.values():
+        node.model.apply(logged)
+    return nodes, []
+
+
+def local_change(node: Node, kind: int, pick: int, ttl: int, log: list[Changeset]) -> None:
+    served = node.model.resolve()[0]
+    owner = OWNERS[pick % len(OWNERS)]
+    here = [r for r in served if r.owner == owner]
+    a_set = [r for r in here if r.rdtype == A]
+    cname = [r for r in here if r.rdtype == CNAME]
+    second = pick // len(OWNERS)
+    removed: list[RR] = []
+    added: list[RR] = []
+    cleared: list[tuple[dns.name.Name, int]] = []
+    if kind == 0 and not cname:
+        new = rr(owner, ttl, "A", ADDRESSES[second % len(ADDRESSES)])
+        removed = [r for r in a_set if r.ttl != ttl]
+        added = [RR(r.owner, ttl, r.rdata) for r in removed if r != new] + [new]
+    elif kind == 1 and a_set:
+        removed = [a_set[second % len(a_set)]]
+    elif kind == 2 and a_set:
+        removed, added = a_set, [RR(r.owner, ttl, r.rdata) for r in a_set]
+    elif kind == 3:
+        removed, cleared = a_set, [(owner, A)]
+    elif kind == 4:
+        removed, cleared = here, [(owner, ANY)]
+    elif kind == 5 and not a_set:
+        removed = cname
+        added = [rr(owner, ttl, "CNAME", TARGETS[second % len(TARGETS)])]
+    else:
+        return
+    before = node.store.list_zones()[0].vv.get(node.name, 0)
+    result = node.store.commit(
+        Changeset(ZONE, tuple(removed), tuple(added), origin="test", cleared=tuple(cleared))
+    )
+    if not result.applied:
+        return
+    with node.store.snapshot() as snap:
+        (logged,) = snap.changes_since(ZONE, {**result_vv(node), node.name: before})
+    node.model.apply(logged)
+    log.append(logged)
+
+
+def result_vv(node: Node) -> dict[str, int]:
+    return dict(node.store.list_zones()[0].vv)
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("change"),
+            st.sampled_from(NODES),
+            st.integers(0, 5),
+            st.integers(0, 11),
+            st.sampled_from([300, 600]),
+        ),
+        st.tuples(
+            st.just("deliver"), st.sampled_from(NODES), st.lists(st.integers(0, 200), max_size=6)
+        ),
+    ),
+    min_size=15,
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps, st.integers(0, 2**32))
+def test_store_merges_as_the_model(plan: list[tuple[object, ...]], seed: int) -> None:
+    base = SHM or Path(tempfile.gettempdir())
+    with tempfile.TemporaryDirectory(dir=base) as d:
+        nodes, log = make_cluster(Path(d))
+        try:
+            for step in plan:
+                node = nodes[str(step[1])]
+                if step[0] == "change":
+                    _, _, kind, pick, ttl = step
+                    local_change(node, int(kind), int(pick), int(ttl), log)  # type: ignore[call-overload]
+                elif log:
+                    for pick in step[2]:  # type: ignore[union-attr]
+                        node.take(log[int(pick) % len(log)])
+                node.check()
+            shuffler = random.Random(seed)
+            for node in nodes.values():
+                order = log + shuffler.sample(log, len(log) // 2)
+                shuffler.shuffle(order)
+                for cs in order:
+                    node.take(cs)
+                assert not node.waiting
+                node.check()
+            first = nodes["n1"]
+            event(f"changes: {min(len(log), 20) // 5 * 5}+")
+            event(f"conflicts at the end: {min(len(first.conflicts()), 3)}")
+            for node in nodes.values():
+                assert node.served() == first.served()
+                assert node.conflicts() == first.conflicts()
+                with node.store.snapshot() as snap, first.store.snapshot() as other:
+                    assert snap.zone(ZONE).soa().rdata.serial == other.zone(ZONE).soa().rdata.serial
+        finally:
+            for node in nodes.values():
+                node.store.close()

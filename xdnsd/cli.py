@@ -287,6 +287,38 @@ def cmd_zone_retransfer(config: Config, args: argparse.Namespace) -> int:
         store.close()
 
 
+def cmd_peers(config: Config, args: argparse.Namespace) -> int:
+    """Each configured peer: connected or not, since when, its lag and last error."""
+    store = open_store(config)
+    try:
+        found = store.statuses("peer/")
+    finally:
+        store.close()
+    rows = []
+    docs = []
+    now = time.time()
+    for peer in config.peers:
+        doc = found.get(f"peer/{peer.id}") or {"peer": peer.id, "connected": False}
+        doc.setdefault("address", str(peer.address))
+        docs.append(doc)
+        since = doc.get("since")
+        rows.append(
+            (
+                peer.id,
+                str(peer.address),
+                "yes" if doc.get("connected") else "no",
+                _ago(since, now) if since else "-",
+                str(doc.get("lag", "-")),
+                doc.get("error") or "",
+            )
+        )
+    if args.json:
+        print(json.dumps(docs, indent=2))
+        return 0
+    _print_table(("PEER", "ADDRESS", "CONNECTED", "SINCE", "LAG", "LAST ERROR"), rows)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xdnsd", description="multi-master authoritative DNS")
     parser.add_argument(
@@ -334,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("zone")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it")
     p.set_defaults(func=cmd_zone_retransfer)
+    p = sub.add_parser("peers", parents=[common], help="the cluster's other nodes and their state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_peers)
     return parser
 
 

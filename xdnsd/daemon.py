@@ -130,6 +130,8 @@ def serve(config: Config) -> int:
     # worker by a socket pair
     links = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(workers)]
     children = [_start_writer(config, links)]
+    if config.peers:
+        children.append(_start_replicator(config, links))
     for _worker_end, writer_end in links:
         writer_end.close()
     index = 0
@@ -188,6 +190,53 @@ def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket
         log.exception("the writer process failed")
     finally:
         os._exit(status)
+
+
+def _start_replicator(config: Config, links: list[tuple[socket.socket, socket.socket]]) -> int:
+    """Fork the replication process (its own reactor and store handle); it runs until SIGTERM."""
+    pid = os.fork()
+    if pid != 0:
+        return pid
+    status = 1
+    try:
+        _die_with_parent()
+        for worker_end, writer_end in links:
+            worker_end.close()
+            writer_end.close()
+        status = _run_replicator(config)
+    except Exception:
+        log.exception("the replication process failed")
+    finally:
+        os._exit(status)
+
+
+def _run_replicator(config: Config) -> int:
+    from twisted.internet import reactor as _reactor
+
+    from xdnsd.replication.replicator import Replicator
+
+    reactor: Any = _reactor
+    store = open_store(config)
+    peers = {p.id: (p.address.host, p.address.port, p.key) for p in config.peers}
+    replicator = Replicator(store, config.node.id, peers, reactor)
+    listen = config.node.peer_listen
+    replicator.start(None if listen is None else (listen.host, listen.port))
+    log.info(
+        "replication: node %s, %d peer(s), listening on %s",
+        config.node.id,
+        len(peers),
+        listen or "(nothing: this node only dials)",
+    )
+
+    def on_signal(signum: int, frame: object) -> None:
+        reactor.callFromThread(reactor.stop)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    reactor.run(installSignalHandlers=False)
+    replicator.write_status()
+    store.close()
+    return 0
 
 
 def _run_worker(

@@ -29,6 +29,7 @@ post-commit listeners run.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import gc
 import hashlib
@@ -1194,6 +1195,14 @@ class Store:
 
         ``known``: the zone's meta as just read in this transaction (spares a decode).
         """
+        if cs.dot is not None and cs.op is not ChangeOp.DROP:
+            exists = known is not None or txn.get(_zone_key(cs.zone), db=self._dbs["zones"])
+            if cs.op is ChangeOp.CREATE and exists:
+                # two nodes created the zone (each from its master file): the other's creation
+                # merges in as a change; the same records are siblings that agree
+                cs = dataclasses.replace(cs, op=ChangeOp.CHANGE)
+            elif cs.op is ChangeOp.CHANGE and not exists:
+                raise NotReady(f"zone {cs.zone} is not here yet: its creation comes first")
         meta, publish = self._meta_for(txn, cs, known)
 
         # causality: a local change gets the next dot of this node; a remote one keeps its own,

@@ -20,7 +20,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from xdnsd.model import RR, Changeset, Dot
-from xdnsd.replication.merge import ANY, Conflict, ZoneState, slot_key
+from xdnsd.replication.merge import ANY, Conflict, ZoneState, pick_side, plan_resolution, slot_key
 
 ZONE = dns.name.from_text("example.test.")
 NODES = ("n1", "n2", "n3")
@@ -299,3 +299,75 @@ def test_soa_serial_is_not_part_of_the_slot() -> None:
     a = one.local("n1", 5, added=[rr(ZONE, 300, "SOA", "ns1 host 10 3600 900 604800 60")])
     b = two.local("n2", 6, added=[rr(ZONE, 300, "SOA", "ns1 host 11 3600 900 604800 60")])
     assert exchange(one, two, a, b) == []  # the same SOA fields: they agree
+
+
+def _conflicted(kind: str) -> tuple[ZoneState, ZoneState, Conflict]:
+    """Two nodes with one conflict of ``kind`` between them (n2's side the later)."""
+    one, two = ZoneState(ZONE), ZoneState(ZONE)
+    www, a = OWNERS[2], OWNERS[0]
+    if kind == "record":
+        base = one.local("n1", 1, added=[rr(a, 300, "A", "192.0.2.1")])
+        two.apply(base)
+        x = one.local("n1", 5, removed=[base.added[0]])
+        y = two.local("n2", 6, removed=[base.added[0]], added=[rr(a, 900, "A", "192.0.2.1")])
+    elif kind == "delete-vs-add":
+        base = one.local("n1", 1, added=[rr(a, 300, "A", "192.0.2.1")])
+        two.apply(base)
+        x = one.local("n1", 5, removed=[base.added[0]], cleared=[(a, A)])
+        y = two.local("n2", 6, added=[rr(a, 300, "A", "192.0.2.2")])
+    elif kind == "replaced":
+        base = one.local("n1", 1, added=[rr(www, 300, "CNAME", "t1.example.net.")])
+        two.apply(base)
+        x = one.local("n1", 5, [base.added[0]], [rr(www, 300, "CNAME", "t2.example.net.")])
+        y = two.local("n2", 6, [base.added[0]], [rr(www, 300, "CNAME", "t3.example.net.")])
+    elif kind == "cname-and-other":
+        x = one.local("n1", 5, added=[rr(www, 300, "A", "192.0.2.4")])
+        y = two.local("n2", 6, added=[rr(www, 300, "CNAME", "t1.example.net.")])
+    else:  # ttl
+        base = one.local("n1", 1, added=[rr(a, 300, "A", "192.0.2.1")])
+        two.apply(base)
+        x = one.local("n1", 5, added=[rr(a, 300, "A", "192.0.2.2")])
+        y = two.local("n2", 6, [base.added[0]], [rr(a, 600, "A", "192.0.2.1")])
+    (conflict,) = exchange(one, two, x, y)
+    assert conflict.kind == kind
+    return one, two, conflict
+
+
+@pytest.mark.parametrize("kind", ["record", "delete-vs-add", "replaced", "cname-and-other", "ttl"])
+@pytest.mark.parametrize("keep", ["n1", "n2"])
+def test_keeping_a_side_ends_the_conflict_everywhere(kind: str, keep: str) -> None:
+    one, two, conflict = _conflicted(kind)
+    side = pick_side(conflict, keep, local_node="n1")
+    assert side.dot.node == keep
+    removed, added = plan_resolution(conflict, side)
+    fix = one.local("n1", 20, removed, added, origin="operator:test")
+    two.apply(fix)
+    assert one.resolve() == two.resolve()
+    assert one.resolve()[1] == [], one.resolve()[1]
+    served = sorted(r.to_text() for r in one.resolve()[0])
+    assert served == KEPT[kind, keep]
+
+
+KEPT = {
+    ("record", "n1"): [],
+    ("record", "n2"): ["a.example.test. 900 IN A 192.0.2.1"],
+    ("delete-vs-add", "n1"): [],
+    ("delete-vs-add", "n2"): ["a.example.test. 300 IN A 192.0.2.2"],
+    ("replaced", "n1"): ["www.example.test. 300 IN CNAME t2.example.net."],
+    ("replaced", "n2"): ["www.example.test. 300 IN CNAME t3.example.net."],
+    ("cname-and-other", "n1"): ["www.example.test. 300 IN A 192.0.2.4"],
+    ("cname-and-other", "n2"): ["www.example.test. 300 IN CNAME t1.example.net."],
+    ("ttl", "n1"): ["a.example.test. 300 IN A 192.0.2.1", "a.example.test. 300 IN A 192.0.2.2"],
+    ("ttl", "n2"): ["a.example.test. 600 IN A 192.0.2.1", "a.example.test. 600 IN A 192.0.2.2"],
+}
+
+
+def test_a_value_ends_a_replacement_conflict() -> None:
+    one, two, conflict = _conflicted("replaced")
+    removed, added = plan_resolution(conflict, value="t9.example.net.")
+    two.apply(one.local("n1", 20, removed, added))
+    assert one.resolve() == two.resolve()
+    assert [r.rdata.to_text() for r in one.resolve()[0]] == ["t9.example.net."]
+    assert one.resolve()[1] == []
+    with pytest.raises(ValueError, match="no side from 'n7'"):
+        pick_side(conflict, "n7", local_node="n1")

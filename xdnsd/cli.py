@@ -17,7 +17,7 @@ import dns.name
 
 from xdnsd.config import Config, ConfigError, load_config
 from xdnsd.daemon import StartupError, notify_sources, open_store, serve, setup_logging
-from xdnsd.store import StoreError
+from xdnsd.store import Store, StoreError
 from xdnsd.zonefile import (
     ZoneFileError,
     create_changeset,
@@ -319,6 +319,66 @@ def cmd_peers(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _all_conflicts(store: Store) -> list[tuple[dns.name.Name, dict[str, Any]]]:
+    with store.snapshot() as snap:
+        return [(meta.name, doc) for meta in snap.zones() for doc in snap.conflicts(meta.name)]
+
+
+def cmd_conflicts_list(config: Config, args: argparse.Namespace) -> int:
+    """Every open conflict: zone, what, each side (node, time, who), the provisional winner."""
+    store = open_store(config)
+    try:
+        found = _all_conflicts(store)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([{"zone": zone.to_text(), **doc} for zone, doc in found], indent=2))
+        return 0
+    if not found:
+        print("no open conflicts")
+        return 0
+    for zone, doc in found:
+        print(f"{doc['id']}  zone {zone}  {doc['kind']}  {doc['subject']}")
+        for i, side in enumerate(doc["sides"]):
+            when = datetime.datetime.fromtimestamp((side["hlc"] >> 16) / 1000, datetime.UTC)
+            mark = "serving" if i == 0 else "       "
+            print(
+                f"    {mark}  {side['node']}:{side['counter']}  "
+                f"{when.strftime('%Y-%m-%d %H:%M:%S')}  {side['origin'] or '-'}  {side['what']}"
+            )
+    return 0
+
+
+def cmd_conflicts_resolve(config: Config, args: argparse.Namespace) -> int:
+    """End a conflict: keep one side (``--keep local|remote|NODE``) or put a value."""
+    from xdnsd.model import Changeset
+    from xdnsd.replication.merge import conflict_from_doc, pick_side, plan_resolution
+
+    if (args.keep is None) == (args.value is None):
+        raise CLIError("give exactly one of --keep and --value")
+    store = open_store(config)
+    try:
+        matches = [(z, d) for z, d in _all_conflicts(store) if d["id"] == args.id]
+        if not matches:
+            raise CLIError(f"no open conflict {args.id} (xdnsd conflicts list)")
+        zone, doc = matches[0]
+        conflict = conflict_from_doc(doc)
+        try:
+            keep = pick_side(conflict, args.keep, config.node.id) if args.keep else None
+            removed, added = plan_resolution(conflict, keep, args.value)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        change = Changeset(
+            zone, tuple(removed), tuple(added), origin=f"operator:resolve {conflict.id}"
+        )
+        result = store.commit(change)
+    finally:
+        store.close()
+    chosen = f"side {keep.dot.node}:{keep.dot.counter}" if keep is not None else "the value"
+    print(f"conflict {conflict.id} resolved with {chosen}: serial {result.serial_to}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xdnsd", description="multi-master authoritative DNS")
     parser.add_argument(
@@ -366,6 +426,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("zone")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it")
     p.set_defaults(func=cmd_zone_retransfer)
+    conflicts = sub.add_parser("conflicts", help="concurrent changes that need an operator")
+    csub = conflicts.add_subparsers(dest="conflicts_cmd", required=True)
+    p = csub.add_parser("list", parents=[common], help="the open conflicts, both sides")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_conflicts_list)
+    p = csub.add_parser("resolve", parents=[common], help="keep one side, or put a value")
+    p.add_argument("id")
+    p.add_argument("--keep", help="local, remote or a node id")
+    p.add_argument("--value", help="RDATA to serve instead of every side")
+    p.set_defaults(func=cmd_conflicts_resolve)
     p = sub.add_parser("peers", parents=[common], help="the cluster's other nodes and their state")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_peers)

@@ -1488,13 +1488,27 @@ class Store:
                 txn.put(key, _encode_value(shown, top.hlc, top.dot), db=records)
             else:
                 txn.delete(key, db=records)
-        # the name's conflicts, replaced whole
+        # the name's conflicts, replaced whole; a new one is an alert
+        had: set[bytes] = set()
         cursor = txn.cursor(db=conflicts_db)
         if cursor.set_range(prefix):
             while cursor.key()[:plen] == prefix:
+                had.add(cursor.key()[plen:])
                 if not cursor.delete():
                     break
         for conflict in conflicts:
+            if conflict.id.encode() not in had:
+                log.warning(
+                    "conflict %s in zone %s: %s at %s; serving %s (from %s) until an operator "
+                    "decides: xdnsd conflicts resolve %s --keep ...",
+                    conflict.id,
+                    origin,
+                    conflict.kind,
+                    conflict.subject,
+                    conflict.winner.what,
+                    conflict.winner.dot.node,
+                    conflict.id,
+                )
             txn.put(prefix + conflict.id.encode(), _encode_conflict(conflict), db=conflicts_db)
         # what is served at the name now, against before
         for key, rr in before.items():

@@ -381,3 +381,95 @@ def _same_ttl(
     top = max(writes, key=lambda w: w.rank)
     conflicts.append(_conflict("ttl", owner, rdtype, map(_side, writes)))
     return [RR(w.rr.owner, top.rr.ttl, w.rr.rdata) for w in writes]
+
+
+# --- operators' resolutions ---------------------------------------------------------------
+
+
+def conflict_from_doc(doc: Mapping[str, object]) -> Conflict:
+    """A conflict as the store keeps it (JSON) back as a value."""
+    sides_raw = doc["sides"]
+    assert isinstance(sides_raw, list)
+    sides = tuple(
+        Side(
+            Dot(str(s["node"]), int(s["counter"])), int(s["hlc"]), str(s["origin"]), str(s["what"])
+        )
+        for s in sides_raw
+    )
+    return Conflict(
+        str(doc["id"]),
+        str(doc["kind"]),
+        dns.name.from_text(str(doc["owner"])),
+        int(str(doc["rdtype"])),
+        str(doc["subject"]),
+        sides,
+    )
+
+
+def _side_record(side: Side) -> tuple[str, RR | None]:
+    """("add", record), ("delete", record) or ("clear", None) from a side's text."""
+    text = side.what
+    if text.startswith("delete "):
+        words = text.split()
+        if len(words) == 3:  # "delete OWNER TYPE": a delete-as-a-whole
+            return "clear", None
+        return "delete", _parse_rr(text[len("delete ") :])
+    return "add", _parse_rr(text)
+
+
+def _parse_rr(text: str) -> RR:
+    owner, ttl, _class, rdtype, rdata = text.split(None, 4)
+    return RR(dns.name.from_text(owner), int(ttl), dns.rdata.from_text("IN", rdtype, rdata))
+
+
+def pick_side(conflict: Conflict, keep: str, local_node: str) -> Side:
+    """The side ``keep`` names: ``local`` (this node's), ``remote`` (another node's) or a node
+    id; the highest ranked when several match.  ValueError when none does."""
+    for side in conflict.sides:  # highest rank first
+        if (
+            (keep == "local" and side.dot.node == local_node)
+            or (keep == "remote" and side.dot.node != local_node)
+            or keep == side.dot.node
+        ):
+            return side
+    nodes = ", ".join(sorted({s.dot.node for s in conflict.sides}))
+    raise ValueError(f"conflict {conflict.id} has no side from {keep!r} (sides from: {nodes})")
+
+
+def plan_resolution(
+    conflict: Conflict, keep: Side | None = None, value: str | None = None
+) -> tuple[list[RR], list[RR]]:
+    """(removed, added) of the change that ends ``conflict`` by keeping side ``keep``, or by
+    putting ``value`` (RDATA text) in place of every side.  Made on a node that has both sides,
+    the change has seen them all, so it dominates them everywhere it replicates."""
+    items = [(side, *_side_record(side)) for side in conflict.sides]
+    records = [rr for _s, what, rr in items if rr is not None and what == "add"]
+    if value is not None:
+        if conflict.kind not in ("record", "replaced", "ttl"):
+            raise ValueError(f"a {conflict.kind} conflict is resolved with --keep, not --value")
+        ttl = next((rr.ttl for _s, _w, rr in items if rr is not None), 300)
+        rdata = dns.rdata.from_text("IN", dns.rdatatype.RdataType.make(conflict.rdtype), value)
+        return records, [RR(conflict.owner, ttl, rdata)]
+    if keep is None:
+        raise ValueError("say which side to keep, or give a value")
+    kept = next(i for i in items if i[0] == keep)
+    _side_kept, what, rr = kept
+    others = [r for s, w, r in items if s != keep and r is not None and w == "add"]
+    if conflict.kind == "record":
+        assert rr is not None
+        return ([rr], []) if what == "delete" else ([], [rr])
+    if conflict.kind == "delete-vs-add":
+        return (records, []) if what == "clear" else ([], records)
+    if conflict.kind == "replaced":
+        assert rr is not None
+        return others, [rr]
+    if conflict.kind == "cname-and-other":
+        assert rr is not None
+        if rr.rdtype == CNAME:
+            return others, [rr]
+        cnames = [r for r in records if r.rdtype == CNAME]
+        return cnames, [r for r in records if r.rdtype != CNAME]
+    if conflict.kind == "ttl":
+        assert rr is not None
+        return records, [RR(r.owner, rr.ttl, r.rdata) for r in records]
+    raise ValueError(f"unknown conflict kind {conflict.kind!r}")

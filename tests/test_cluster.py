@@ -11,6 +11,7 @@ every change reaches every node (multi-master replication, issue 5).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -40,34 +41,44 @@ WAIT = 30.0
 
 
 class Cluster:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, nodes: tuple[str, ...] = NODES) -> None:
         self.directory = directory
+        self.nodes = nodes
         zone = directory / "example.test.zone"
         zone.write_text(ZONE)
-        self.dns_ports = {n: free_port() for n in NODES}
-        self.peer_ports = {n: free_port() for n in NODES}
+        self.dns_ports = {n: free_port() for n in nodes}
+        self.peer_ports = {n: free_port() for n in nodes}
         self.configs: dict[str, Path] = {}
-        for node in NODES:
-            d = directory / node
-            d.mkdir()
-            peers = "".join(
-                f'[[peers]]\nid = "{other}"\naddress = "127.0.0.1:{self.peer_ports[other]}"\n'
-                f'key = "{PEER_KEY}"\n'
-                for other in NODES
-                if other != node
-            )
-            config = d / "xdnsd.toml"
-            config.write_text(
-                f'[server]\nlisten = ["127.0.0.1:{self.dns_ports[node]}"]\n'
-                f'data_dir = "{d / "var"}"\n'
-                f'[node]\nid = "{node}"\npeer_listen = "127.0.0.1:{self.peer_ports[node]}"\n'
-                f'[keys.upd]\nalgorithm = "hmac-sha256"\nsecret = "{SECRET}"\n'
-                f"{peers}"
-                f'[[zones]]\nname = "example.test"\nfile = "{zone}"\n'
-                'update_policy = ["grant upd zonesub ANY"]\nallow_transfer = ["key upd"]\n'
-            )
-            self.configs[node] = config
+        self._zone = zone
+        for node in nodes:
+            (directory / node).mkdir()
+            self.write_config(node, {})
         self.procs: dict[str, XdnsdProcess] = {}
+
+    def route(self, node: str, peer: str, port: int) -> None:
+        """``node`` reaches ``peer`` at ``port`` (a proxy) instead of its peer port."""
+        self.write_config(node, {peer: port})
+
+    def write_config(self, node: str, via: dict[str, int]) -> None:
+        d = self.directory / node
+        peers = "".join(
+            f'[[peers]]\nid = "{other}"\n'
+            f'address = "127.0.0.1:{via.get(other, self.peer_ports[other])}"\n'
+            f'key = "{PEER_KEY}"\n'
+            for other in self.nodes
+            if other != node
+        )
+        config = d / "xdnsd.toml"
+        config.write_text(
+            f'[server]\nlisten = ["127.0.0.1:{self.dns_ports[node]}"]\n'
+            f'data_dir = "{d / "var"}"\n'
+            f'[node]\nid = "{node}"\npeer_listen = "127.0.0.1:{self.peer_ports[node]}"\n'
+            f'[keys.upd]\nalgorithm = "hmac-sha256"\nsecret = "{SECRET}"\n'
+            f"{peers}"
+            f'[[zones]]\nname = "example.test"\nfile = "{self._zone}"\n'
+            'update_policy = ["grant upd zonesub ANY"]\nallow_transfer = ["key upd"]\n'
+        )
+        self.configs[node] = config
 
     def start(self, node: str) -> None:
         proc = XdnsdProcess(self.configs[node], self.dns_ports[node])
@@ -101,14 +112,14 @@ class Cluster:
             for rdata in rrset
         }
 
-    def converged(self, nodes: tuple[str, ...] = NODES) -> bool:
+    def converged(self, nodes: tuple[str, ...] | None = None) -> bool:
         try:
-            zones = [self.zone(n) for n in nodes]
+            zones = [self.zone(n) for n in nodes or self.nodes]
         except Exception:
             return False
         return all(z == zones[0] for z in zones)
 
-    def wait_converged(self, nodes: tuple[str, ...] = NODES) -> float:
+    def wait_converged(self, nodes: tuple[str, ...] | None = None) -> float:
         started = time.monotonic()
         while not self.converged(nodes):
             if time.monotonic() - started > WAIT:
@@ -209,3 +220,124 @@ def test_wrong_key_and_garbage_are_refused(cluster: Cluster) -> None:
     cluster.wait_converged()
     log = cluster.procs["ns1"].log()
     assert "peer connection with" in log and "refused" in log
+
+
+# --- a cut link and a conflict ------------------------------------------------------------------
+
+
+class LinkProxy:
+    """A TCP proxy between two nodes' peer ports that the test cuts and restores."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.port = free_port()
+        self._server: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(8)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        if self._server is not None:
+            with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
+                self._server.shutdown(socket.SHUT_RDWR)
+            self._server.close()
+            self._server = None
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self._conns.clear()
+
+
+def conflicts_on(config: Path) -> list[dict[str, object]]:
+    return list(json.loads(run_cli("conflicts", "list", "--json", config=config).stdout))
+
+
+def test_a_conflict_across_a_cut_link_is_seen_and_resolved_everywhere(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, nodes=("ns1", "ns2"))
+    proxy = LinkProxy(cluster.peer_ports["ns2"])
+    cluster.route("ns1", "ns2", proxy.port)  # ns1 dials ns2 through the proxy
+    proxy.start()
+    try:
+        for node in cluster.nodes:
+            cluster.start(node)
+        assert update(cluster.dns_ports["ns1"], "www", "192.0.2.80") == 0
+        cluster.wait_converged()
+        proxy.cut()
+        # both sides change the TTL of the same RRset while they cannot talk
+        for node, ttl in (("ns1", 600), ("ns2", 900)):
+            message = dns.update.UpdateMessage("example.test")
+            message.replace("www", ttl, "A", "192.0.2.80")
+            message.use_tsig(KEY)
+            answer = dns.query.tcp(message, "127.0.0.1", port=cluster.dns_ports[node], timeout=5)
+            assert answer.rcode() == dns.rcode.NOERROR
+        assert not conflicts_on(cluster.configs["ns1"])
+        proxy.start()  # the link returns: the conflict shows on both nodes, the same
+        deadline = time.monotonic() + WAIT
+        while True:
+            seen = [conflicts_on(cluster.configs[n]) for n in cluster.nodes]
+            if all(seen) and seen[0] == seen[1]:
+                break
+            assert time.monotonic() < deadline, (seen, cluster.logs())
+            time.sleep(0.2)
+        (conflict,) = seen[0]
+        assert conflict["kind"] == "record" and len(conflict["sides"]) == 2  # type: ignore[arg-type]
+        cluster.wait_converged()  # both serve the same provisional winner meanwhile
+        assert "conflict " + str(conflict["id"]) in cluster.procs["ns1"].log()
+        listed = run_cli("conflicts", "list", config=cluster.configs["ns2"]).stdout
+        assert str(conflict["id"]) in listed and "serving" in listed
+        # resolved on ns2, keeping ns1's side: served everywhere, gone everywhere
+        out = run_cli(
+            "conflicts",
+            "resolve",
+            str(conflict["id"]),
+            "--keep",
+            "ns1",
+            config=cluster.configs["ns2"],
+        ).stdout
+        assert "resolved" in out
+        deadline = time.monotonic() + WAIT
+        while any(conflicts_on(cluster.configs[n]) for n in cluster.nodes):
+            assert time.monotonic() < deadline, cluster.logs()
+            time.sleep(0.2)
+        cluster.wait_converged()
+        assert "www.example.test. 600 1 192.0.2.80" in cluster.zone("ns1")
+    finally:
+        proxy.cut()
+        cluster.stop_all()

@@ -1407,19 +1407,22 @@ class Store:
             if value is not None:
                 rr = _decode_value(rdtype, value)
                 dot, hlc = _value_dot(value)
-                return [merge.Write(dot, hlc, present, rr, self._context_of(txn, zid, dot))]
+                context, origin = self._change_of(txn, zid, dot)
+                return [merge.Write(dot, hlc, present, rr, context, origin)]
         return []
 
-    def _context_of(self, txn: Any, zid: int, dot: Dot) -> merge.Context:
-        """What the change ``dot`` had seen, from the oplog (empty when it is not there)."""
+    def _change_of(self, txn: Any, zid: int, dot: Dot) -> tuple[merge.Context, str]:
+        """What the change ``dot`` had seen and who made it, from the oplog (nothing when it is
+        not there)."""
         node = dot.node.encode()
         key = _U32.pack(zid) + bytes((len(node),)) + node + _U64.pack(dot.counter)
         raw = txn.get(key, db=self._dbs["oplog"])
         if raw is None:
-            return ()
+            return (), ""
         (hlen,) = _U32.unpack_from(raw, 0)
         head = json.loads(bytes(raw[4 : 4 + hlen]))
-        return tuple((str(n), int(c)) for n, c in head.get("context", []))
+        context = tuple((str(n), int(c)) for n, c in head.get("context", []))
+        return context, str(head.get("origin", ""))
 
     def _resolve_owner(
         self,

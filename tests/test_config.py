@@ -179,3 +179,12 @@ def test_peer_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
         load_config(path)
     assert str(path) in str(err.value)
+
+
+def test_conflicts_policy(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text('[[zones]]\nname = "a.test"\nconflicts = "last-writer-wins"\n')
+    assert load_config(path).zones[0].conflicts == "last-writer-wins"
+    path.write_text('[[zones]]\nname = "a.test"\nconflicts = "newest"\n')
+    with pytest.raises(ConfigError, match=r"#1.conflicts: 'newest': use 'alert' or"):
+        load_config(path)

@@ -201,3 +201,36 @@ def test_store_merges_as_the_model(plan: list[tuple[object, ...]], seed: int) ->
         finally:
             for node in nodes.values():
                 node.store.close()
+
+
+@pytest.mark.parametrize("policy", ["alert", "last-writer-wins"])
+def test_conflict_policy(directory: Path, policy: str) -> None:
+    lww = [ZONE] if policy == "last-writer-wins" else []
+    one = Store(directory / "one", "n1", last_writer_wins=lww)
+    two = Store(directory / "two", "n2", last_writer_wins=lww)
+    try:
+        one.commit(Changeset(ZONE, added=tuple(parse_zone_text(BASE, ZONE)), op=ChangeOp.CREATE))
+        with one.snapshot() as snap:
+            (create,) = snap.changes_since(ZONE, {})
+        two.commit(create)
+        old = rr(OWNERS[0], 300, "A", "192.0.2.1")
+        base = one.commit(Changeset(ZONE, added=(old,)))
+        with one.snapshot() as snap:
+            two.commit(snap.changes_since(ZONE, {"n1": base.dot.counter - 1})[0])
+        one.commit(Changeset(ZONE, (old,), (RR(old.owner, 600, old.rdata),)))
+        two.commit(Changeset(ZONE, (old,), (RR(old.owner, 900, old.rdata),)))  # the later
+        for store, other in ((one, two), (two, one)):
+            with other.snapshot() as snap:
+                for cs in snap.changes_since(ZONE, store.list_zones()[0].vv):
+                    store.commit(cs)
+        for store in (one, two):
+            with store.snapshot() as snap:
+                ttls = {r.ttl for r in snap.zone(ZONE).iter_records() if r.owner == old.owner}
+                open_ = snap.conflicts(ZONE)
+                every = snap.conflicts(ZONE, closed=True)
+            assert ttls == {900}  # the provisional winner either way
+            assert len(every) == 1 and every[0]["kind"] == "record"
+            assert len(open_) == (0 if lww else 1)
+    finally:
+        one.close()
+        two.close()

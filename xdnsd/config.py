@@ -83,6 +83,7 @@ class ZoneConfig:
     primaries: tuple[ListenAddress, ...] = ()
     primary_key: TsigKey | None = None  # signs the SOA queries and transfers to the primaries
     journal_depth: int | None = None  # IXFR journal entries kept (default: [server] journal_depth)
+    conflicts: str = "alert"  # or "last-writer-wins": concurrent changes that do not commute
 
     @property
     def kind(self) -> str:
@@ -278,6 +279,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
                 "primaries",
                 "primary_key",
                 "journal_depth",
+                "conflicts",
             },
             zw,
         )
@@ -305,6 +307,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
                     )
         elif primary_key is not None:
             raise ConfigError(f"{zw}.primary_key: set without 'primaries'")
+        policy = _take(z, "conflicts", str, zw, "alert")
+        if policy not in ("alert", "last-writer-wins"):
+            raise ConfigError(f"{zw}.conflicts: {policy!r}: use 'alert' or 'last-writer-wins'")
         zone_depth = _take(z, "journal_depth", int, zw, None)
         if zone_depth is not None and zone_depth < 1:
             raise ConfigError(f"{zw}.journal_depth: must be at least 1")
@@ -319,6 +324,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
                 tuple(primaries),
                 primary_key,
                 zone_depth,
+                policy,
             )
         )
     return Config(

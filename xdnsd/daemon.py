@@ -30,6 +30,7 @@ def open_store(config: Config) -> Store:
         config.node.id,
         journal_depth=config.server.journal_depth,
         zone_journal_depths={z.name: z.journal_depth for z in config.zones if z.journal_depth},
+        last_writer_wins=[z.name for z in config.zones if z.conflicts == "last-writer-wins"],
     )
 
 

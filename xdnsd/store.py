@@ -750,8 +750,9 @@ class Snapshot:
                     break
         return out
 
-    def conflicts(self, zone: dns.name.Name) -> list[dict[str, Any]]:
-        """The zone's open conflicts (see ``xdnsd.replication.merge``), by name."""
+    def conflicts(self, zone: dns.name.Name, closed: bool = False) -> list[dict[str, Any]]:
+        """The zone's open conflicts (see ``xdnsd.replication.merge``), by name; with
+        ``closed``, also those a last-writer-wins policy closed."""
         meta = self.zone(zone).meta
         prefix = _U32.pack(meta.zone_id)
         cursor = self._txn.cursor(db=self._store._dbs["conflicts"])
@@ -760,7 +761,9 @@ class Snapshot:
             for key, value in cursor:
                 if key[:4] != prefix:
                     break
-                out.append(dict(json.loads(value)))
+                doc = dict(json.loads(value))
+                if closed or not doc.get("closed"):
+                    out.append(doc)
         return out
 
     def journal_depth(self, zone: dns.name.Name) -> int:
@@ -834,10 +837,11 @@ def _decode_clears(raw: bytes | None, owner: dns.name.Name) -> list[merge.Clear]
     return out
 
 
-def _encode_conflict(conflict: merge.Conflict) -> bytes:
+def _encode_conflict(conflict: merge.Conflict, closed: bool = False) -> bytes:
     return json.dumps(
         {
             "id": conflict.id,
+            "closed": closed,
             "kind": conflict.kind,
             "owner": conflict.owner.to_text(),
             "rdtype": conflict.rdtype,
@@ -886,6 +890,7 @@ class Store:
         map_size: int = DEFAULT_MAP_SIZE,
         journal_depth: int = DEFAULT_JOURNAL_DEPTH,
         zone_journal_depths: Mapping[dns.name.Name, int] | None = None,
+        last_writer_wins: Sequence[dns.name.Name] = (),
         readonly: bool = False,
     ) -> None:
         """``journal_depth``: IXFR journal entries kept per zone; ``zone_journal_depths``:
@@ -894,6 +899,8 @@ class Store:
         self.node_id = node_id
         self.journal_depth = journal_depth
         self.zone_journal_depths = dict(zone_journal_depths or {})
+        # zones whose conflicts close by themselves (the provisional winner stays)
+        self.last_writer_wins = frozenset(last_writer_wins)
         self.path.mkdir(parents=True, exist_ok=True)
         self._env = lmdb.open(
             str(self.path / "db"),
@@ -1499,20 +1506,27 @@ class Store:
                 had.add(cursor.key()[plen:])
                 if not cursor.delete():
                     break
+        lww = origin in self.last_writer_wins
         for conflict in conflicts:
             if conflict.id.encode() not in had:
                 log.warning(
-                    "conflict %s in zone %s: %s at %s; serving %s (from %s) until an operator "
-                    "decides: xdnsd conflicts resolve %s --keep ...",
+                    "conflict %s in zone %s: %s at %s; serving %s (from %s) %s",
                     conflict.id,
                     origin,
                     conflict.kind,
                     conflict.subject,
                     conflict.winner.what,
                     conflict.winner.dot.node,
-                    conflict.id,
+                    "(closed: the zone's policy is last-writer-wins)"
+                    if lww
+                    else f"until an operator decides: xdnsd conflicts resolve {conflict.id} "
+                    "--keep ...",
                 )
-            txn.put(prefix + conflict.id.encode(), _encode_conflict(conflict), db=conflicts_db)
+            txn.put(
+                prefix + conflict.id.encode(),
+                _encode_conflict(conflict, closed=lww),
+                db=conflicts_db,
+            )
         # what is served at the name now, against before
         for key, rr in before.items():
             now = served_by_key.get(key)

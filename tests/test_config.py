@@ -188,3 +188,16 @@ def test_conflicts_policy(tmp_path: Path) -> None:
     path.write_text('[[zones]]\nname = "a.test"\nconflicts = "newest"\n')
     with pytest.raises(ConfigError, match=r"#1.conflicts: 'newest': use 'alert' or"):
         load_config(path)
+
+
+def test_demo_cluster_configs() -> None:
+    configs = [load_config(ROOT / "conf" / "cluster" / f"ns{i}.toml") for i in (1, 2, 3)]
+    ids = [c.node.id for c in configs]
+    assert ids == ["ns1", "ns2", "ns3"]
+    for config in configs:
+        assert {p.id for p in config.peers} == set(ids) - {config.node.id}
+        assert config.node.peer_listen is not None
+        for peer in config.peers:
+            other = configs[ids.index(peer.id)]
+            assert peer.address == other.node.peer_listen  # each dials the other's listener
+            assert peer.key == next(p.key for p in other.peers if p.id == config.node.id)

@@ -229,8 +229,13 @@ def _run_replicator(config: Config) -> int:
         listen or "(nothing: this node only dials)",
     )
 
+    stopping = False
+
     def on_signal(signum: int, frame: object) -> None:
-        reactor.callFromThread(reactor.stop)
+        nonlocal stopping
+        if not stopping:  # SIGTERM from the parent and from the operator: stop once
+            stopping = True
+            reactor.callFromThread(reactor.stop)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -723,16 +723,21 @@ class Snapshot:
         return entries, entries[0][2][0]
 
     def changes_since(
-        self, zone: dns.name.Name, vv: Mapping[str, int], limit: int | None = None
+        self,
+        zone: dns.name.Name,
+        vv: Mapping[str, int],
+        limit: int | None = None,
+        after: int = 0,
     ) -> list[Changeset]:
         """The changes to ``zone`` that version vector ``vv`` has not seen, in the order this
-        node applied them (a causal order): what a peer at ``vv`` needs."""
+        node applied them (a causal order): what a peer at ``vv`` needs.  ``after``: skip the
+        changes up to that sequence (``sequence_of`` the last one sent)."""
         meta = self.zone(zone).meta
         prefix = _U32.pack(meta.zone_id)
         history = self._txn.cursor(db=self._store._dbs["history"])
         oplog = self._store._dbs["oplog"]
         out: list[Changeset] = []
-        if not history.set_range(prefix):
+        if not history.set_range(prefix + _U64.pack(after + 1)):
             return out
         for key, value in history:
             if key[:4] != prefix:
@@ -749,6 +754,10 @@ class Snapshot:
                 if limit is not None and len(out) >= limit:
                     break
         return out
+
+    def sequence(self, zone: dns.name.Name) -> int:
+        """The sequence of the zone's latest change (``changes_since(after=...)``)."""
+        return self.zone(zone).meta.sequence
 
     def conflicts(self, zone: dns.name.Name, closed: bool = False) -> list[dict[str, Any]]:
         """The zone's open conflicts (see ``xdnsd.replication.merge``), by name; with
@@ -1156,6 +1165,10 @@ class Store:
                 except (lmdb.MapFullError, lmdb.MapResizedError):
                     child.abort()
                     raise  # the whole batch is retried by _write
+                except NotReady as exc:  # a change from a peer that must wait: not an error
+                    child.abort()
+                    outcomes.append((exc, [], None))
+                    continue
                 except Exception as exc:
                     child.abort()
                     log.exception("change to zone %s failed; not applied", zone)

@@ -12,8 +12,10 @@ NOTIFYed (the writer's notifier polls serials) and logged like any other.
 * **Catch-up.** On connect each side sends its version vectors; each answers with the changes
   the other's vectors lack, in the order it applied them (``Snapshot.changes_since``), in
   batches.  A change whose dependencies are not in yet waits (``NotReady``) until they are.
-* **Push.** Every ``POLL`` seconds the zones' generations are compared (shared memory, cheap);
-  a zone that changed sends its new changes to every connected peer.
+* **Push.** Every ``POLL`` seconds the zones' generations are compared (shared memory, no
+  transaction); a zone that changed sends this node's new changes to every connected peer (in
+  a full mesh each origin pushes its own; what came from elsewhere goes with the next vector
+  exchange, so a partial mesh converges too, within ``VECTORS_EVERY``).
 * **Acknowledgements.** After applying a batch a node sends ACK with its vectors: what the peer
   may count as delivered (status, lag).  Every ``VECTORS_EVERY`` seconds the nodes exchange
   vectors again, which also repairs a push that was lost (anti-entropy by vectors).
@@ -44,11 +46,11 @@ from xdnsd.replication.session import (
     PeerSession,
     VectorsReceived,
 )
-from xdnsd.store import NotReady, Store, StoreError
+from xdnsd.store import NotReady, Store
 
 log = logging.getLogger("xdnsd.replication")
 
-POLL = 0.01  # seconds between looks for local changes to push
+POLL = 0.002  # seconds between looks for local changes to push (shared memory: cheap)
 BATCH = 500  # changes per CHANGES frame (and never over half of MAX_FRAME)
 STATUS_EVERY = 1.0  # seconds between status writes
 VECTORS_EVERY = 2.0  # seconds between vector exchanges (anti-entropy: repairs a lost push)
@@ -66,6 +68,8 @@ class PeerState:
     since: float | None = None  # connected since (wall clock)
     acked: dict[dns.name.Name, dict[str, int]] = field(default_factory=dict)
     sent: dict[dns.name.Name, dict[str, int]] = field(default_factory=dict)
+    # per zone: our history sequence up to which everything was looked at for this peer
+    sent_sequence: dict[dns.name.Name, int] = field(default_factory=dict)
     error: str | None = None
     delay: float = 1.0  # next redial after this many seconds
     waiting: list[Changeset] = field(default_factory=list)  # NotReady changes from it
@@ -144,6 +148,11 @@ class _Listener(protocol.Factory):
         return PeerConnection(self.replicator, None)
 
 
+def _given(cs: Changeset) -> Any:
+    """A planner (``Store.commit_batch``) that commits ``cs`` as it is."""
+    return lambda view: cs
+
+
 class Replicator:
     def __init__(
         self,
@@ -160,6 +169,8 @@ class Replicator:
             pid: PeerState(pid, host, port, key) for pid, (host, port, key) in peers.items()
         }
         self._generations: dict[int, int] = {}
+        self._zone_set = -1
+        self._zone_ids: list[int] = []
         self._last_status = 0.0
         self._last_vectors = time.time()
         self.applied = 0
@@ -220,9 +231,13 @@ class Replicator:
     ) -> None:
         """Send ``peer`` what its ``vectors`` lack, zone by zone, in batches."""
         peer.sent = {zone: dict(vv) for zone, vv in vectors.items()}
+        peer.sent_sequence = {}  # a fresh look over the whole history
         self._push(peer)
 
-    def _push(self, peer: PeerState) -> None:
+    def _push(self, peer: PeerState, own_only: bool = False) -> None:
+        """Send ``peer`` the changes it lacks; with ``own_only``, only this node's (the push
+        after a local commit: in a full mesh every origin pushes its own, and the changes
+        that came from elsewhere reach a peer with the next vector exchange)."""
         connection = peer.connection
         if connection is None or not connection.session.open:
             return
@@ -230,8 +245,16 @@ class Replicator:
             known = peer.sent.setdefault(meta.name, {})
             if all(known.get(n, 0) >= c for n, c in meta.vv.items()):
                 continue
+            if own_only and known.get(self.node_id, 0) >= meta.vv.get(self.node_id, 0):
+                continue
             with self.store.snapshot() as snap:
-                changes = snap.changes_since(meta.name, known)
+                after = peer.sent_sequence.get(meta.name, 0)
+                changes = snap.changes_since(meta.name, known, after=after)
+                peer.sent_sequence[meta.name] = snap.sequence(meta.name)
+            if own_only:
+                changes = [
+                    cs for cs in changes if cs.dot is not None and cs.dot.node == self.node_id
+                ]
             for start in range(0, len(changes), BATCH):
                 batch = changes[start : start + BATCH]
                 frame = connection.session.changes(batch)
@@ -245,42 +268,49 @@ class Replicator:
                     known[cs.dot.node] = max(known.get(cs.dot.node, 0), cs.dot.counter)
 
     def receive(self, peer: PeerState, changes: tuple[Changeset, ...]) -> None:
+        """Commit what a peer sent, in one transaction per pass (one sync for many changes);
+        what must wait for others stays in ``peer.waiting`` for the next pass."""
         peer.waiting.extend(changes)
         progress = True
         while progress and peer.waiting:
             progress = False
-            for cs in list(peer.waiting):
-                try:
-                    result = self.store.commit(cs)
-                except NotReady:
-                    continue
-                except StoreError as exc:
-                    log.error("change %s from peer %s not applied: %s", cs.dot, peer.id, exc)
-                    peer.waiting.remove(cs)
-                    continue
-                peer.waiting.remove(cs)
-                progress = True
-                if result.applied:
-                    self.applied += 1
+            batch, peer.waiting = peer.waiting, []
+            planners = [(cs.zone, _given(cs)) for cs in batch]
+            outcomes = self.store.commit_batch(planners)
+            for cs, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, NotReady):
+                    peer.waiting.append(cs)
+                elif isinstance(outcome, Exception):
+                    log.error("change %s from peer %s not applied: %s", cs.dot, peer.id, outcome)
+                else:
+                    progress = True
+                    if outcome is not None and outcome.applied:
+                        self.applied += 1
         connection = peer.connection
         if connection is not None and connection.session.open:
             connection.send(connection.session.ack(self._vectors()))
-        self._push_changed()  # what we took may be news for the other peers
 
     # --- the loop -----------------------------------------------------------------------
 
     def _snapshot_generations(self) -> dict[int, int]:
+        """The zones whose generation moved since the last look: read from the shared
+        generation table (no LMDB transaction), the zone list only when it changed (slot 0)."""
+        generations = self.store.generations
+        zone_set = generations.get(0)
+        if zone_set != self._zone_set:
+            self._zone_set = zone_set
+            self._zone_ids = [meta.zone_id for meta in self.store.list_zones()]
         changed = {}
-        for meta in self.store.list_zones():
-            generation = self.store.generations.get(meta.zone_id)
-            if self._generations.get(meta.zone_id) != generation:
-                changed[meta.zone_id] = generation
-            self._generations[meta.zone_id] = generation
+        for zone_id in self._zone_ids:
+            generation = generations.get(zone_id)
+            if self._generations.get(zone_id) != generation:
+                changed[zone_id] = generation
+                self._generations[zone_id] = generation
         return changed
 
     def _push_changed(self) -> None:
         for peer in self.peers.values():
-            self._push(peer)
+            self._push(peer, own_only=True)
 
     def _poll(self) -> None:
         try:

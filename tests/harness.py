@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,13 +21,28 @@ import dns.rcode
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError):
+        return 32768
+
+
+_PORTS = random.Random()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on ``host``."""
+    """A port free for both UDP and TCP on ``host``, below the system's ephemeral range: a
+    server restarted after many client connections must not find its port taken by one."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(50):
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = _PORTS.randrange(max(1024, low - 12000), low)
         with socket.socket(family, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = int(udp.getsockname()[1])
+            try:
+                udp.bind((host, port))
+            except OSError:
+                continue
             with socket.socket(family, socket.SOCK_STREAM) as tcp:
                 try:
                     tcp.bind((host, port))

@@ -84,6 +84,11 @@ class Cluster:
         self.configs[node] = config
 
     def start(self, node: str) -> None:
+        # after a SIGKILL the node's children (told by PDEATHSIG) may still hold the port a moment
+        deadline = time.monotonic() + 10
+        while not port_free(self.dns_ports[node]):
+            assert time.monotonic() < deadline, f"port {self.dns_ports[node]} stays taken"
+            time.sleep(0.05)
         proc = XdnsdProcess(self.configs[node], self.dns_ports[node])
         proc.wait_ready("example.test")
         self.procs[node] = proc
@@ -129,6 +134,18 @@ class Cluster:
                 raise AssertionError(f"no convergence within {WAIT} s\n{self.logs()}")
             time.sleep(0.1)
         return time.monotonic() - started
+
+
+def port_free(port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            if kind == socket.SOCK_STREAM:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
 
 
 def update(port: int, name: str, address: str) -> int:

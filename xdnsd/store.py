@@ -731,12 +731,26 @@ class Snapshot:
     ) -> list[Changeset]:
         """The changes to ``zone`` that version vector ``vv`` has not seen, in the order this
         node applied them (a causal order): what a peer at ``vv`` needs.  ``after``: skip the
-        changes up to that sequence (``sequence_of`` the last one sent)."""
+        changes up to that sequence (``sequence`` of the last look)."""
+        return [
+            decode_changeset(raw)
+            for _dot, raw in self.encoded_changes_since(zone, vv, limit, after)
+        ]
+
+    def encoded_changes_since(
+        self,
+        zone: dns.name.Name,
+        vv: Mapping[str, int],
+        limit: int | None = None,
+        after: int = 0,
+    ) -> list[tuple[Dot, bytes]]:
+        """``changes_since`` as stored (``model.encode_changeset``), with their dots: what is
+        sent to a peer, without decoding and encoding every record again."""
         meta = self.zone(zone).meta
         prefix = _U32.pack(meta.zone_id)
         history = self._txn.cursor(db=self._store._dbs["history"])
         oplog = self._store._dbs["oplog"]
-        out: list[Changeset] = []
+        out: list[tuple[Dot, bytes]] = []
         if not history.set_range(prefix + _U64.pack(after + 1)):
             return out
         for key, value in history:
@@ -750,7 +764,7 @@ class Snapshot:
                 prefix + bytes((len(raw_node),)) + raw_node + _U64.pack(counter), db=oplog
             )
             if raw is not None:
-                out.append(decode_changeset(raw))
+                out.append((Dot(node, counter), bytes(raw)))
                 if limit is not None and len(out) >= limit:
                     break
         return out

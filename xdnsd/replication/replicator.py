@@ -72,7 +72,6 @@ class PeerState:
     sent_sequence: dict[dns.name.Name, int] = field(default_factory=dict)
     error: str | None = None
     delay: float = 1.0  # next redial after this many seconds
-    waiting: list[Changeset] = field(default_factory=list)  # NotReady changes from it
 
 
 class PeerConnection(protocol.Protocol):
@@ -169,6 +168,7 @@ class Replicator:
             pid: PeerState(pid, host, port, key) for pid, (host, port, key) in peers.items()
         }
         self._generations: dict[int, int] = {}
+        self.waiting: list[Changeset] = []  # changes from peers whose dependencies are not in
         self._zone_set = -1
         self._zone_ids: list[int] = []
         self._last_status = 0.0
@@ -207,6 +207,7 @@ class Replicator:
         peer.delay = 1.0
         peer.error = None
         peer.sent = {}
+        peer.sent_sequence = {}
         log.info("peer %s connected", peer_id)
         connection.send(connection.session.vectors(self._vectors()))
         return peer
@@ -230,8 +231,13 @@ class Replicator:
         self, peer: PeerState, vectors: Mapping[dns.name.Name, Mapping[str, int]]
     ) -> None:
         """Send ``peer`` what its ``vectors`` lack, zone by zone, in batches."""
-        peer.sent = {zone: dict(vv) for zone, vv in vectors.items()}
-        peer.sent_sequence = {}  # a fresh look over the whole history
+        # within one connection what was sent arrives (TCP): only raise what we know it has
+        for zone, vv in vectors.items():
+            known = peer.sent.setdefault(zone, {})
+            for node, counter in vv.items():
+                if counter > known.get(node, 0):
+                    known[node] = counter
+                    peer.sent_sequence.pop(zone, None)  # it got news from elsewhere: look again
         self._push(peer)
 
     def _push(self, peer: PeerState, own_only: bool = False) -> None:
@@ -249,37 +255,36 @@ class Replicator:
                 continue
             with self.store.snapshot() as snap:
                 after = peer.sent_sequence.get(meta.name, 0)
-                changes = snap.changes_since(meta.name, known, after=after)
-                peer.sent_sequence[meta.name] = snap.sequence(meta.name)
+                changes = snap.encoded_changes_since(meta.name, known, after=after)
+                if not own_only:  # everything up to here has been looked at for this peer
+                    peer.sent_sequence[meta.name] = snap.sequence(meta.name)
             if own_only:
-                changes = [
-                    cs for cs in changes if cs.dot is not None and cs.dot.node == self.node_id
-                ]
+                changes = [(dot, raw) for dot, raw in changes if dot.node == self.node_id]
             for start in range(0, len(changes), BATCH):
                 batch = changes[start : start + BATCH]
-                frame = connection.session.changes(batch)
+                frame = connection.session.changes(raw for _dot, raw in batch)
                 if len(frame) > MAX_FRAME // 2 and len(batch) > 1:
-                    for cs in batch:  # big changes: one per frame
-                        connection.send(connection.session.changes([cs]))
+                    for _dot, raw in batch:  # big changes: one per frame
+                        connection.send(connection.session.changes([raw]))
                 else:
                     connection.send(frame)
-                for cs in batch:
-                    assert cs.dot is not None
-                    known[cs.dot.node] = max(known.get(cs.dot.node, 0), cs.dot.counter)
+                for dot, _raw in batch:
+                    known[dot.node] = max(known.get(dot.node, 0), dot.counter)
 
     def receive(self, peer: PeerState, changes: tuple[Changeset, ...]) -> None:
-        """Commit what a peer sent, in one transaction per pass (one sync for many changes);
-        what must wait for others stays in ``peer.waiting`` for the next pass."""
-        peer.waiting.extend(changes)
+        """Commit what a peer sent, in one transaction per pass (one sync for many changes).
+        A change that must wait for others (from any peer) waits in ``self.waiting``, which
+        every pass tries again: its dependencies may come over another link."""
+        self.waiting.extend(changes)
         progress = True
-        while progress and peer.waiting:
+        while progress and self.waiting:
             progress = False
-            batch, peer.waiting = peer.waiting, []
+            batch, self.waiting = self.waiting, []
             planners = [(cs.zone, _given(cs)) for cs in batch]
             outcomes = self.store.commit_batch(planners)
             for cs, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, NotReady):
-                    peer.waiting.append(cs)
+                    self.waiting.append(cs)
                 elif isinstance(outcome, Exception):
                     log.error("change %s from peer %s not applied: %s", cs.dot, peer.id, outcome)
                 else:

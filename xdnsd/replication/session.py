@@ -149,12 +149,13 @@ class PeerSession:
         self._require_open()
         return _frame(Frame.VECTORS, _vectors_json(vectors))
 
-    def changes(self, changes: Iterable[Changeset]) -> bytes:
-        """One CHANGES frame; the caller keeps batches under ``MAX_FRAME``."""
+    def changes(self, changes: Iterable[Changeset | bytes]) -> bytes:
+        """One CHANGES frame of changesets (or changesets already encoded, as the store keeps
+        them); the caller keeps batches under ``MAX_FRAME``."""
         self._require_open()
         parts = []
         for cs in changes:
-            encoded = encode_changeset(cs)
+            encoded = cs if isinstance(cs, bytes) else encode_changeset(cs)
             parts.append(struct.pack("!I", len(encoded)) + encoded)
         return _frame(Frame.CHANGES, b"".join(parts))
 

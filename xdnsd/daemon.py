@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from xdnsd.catalog import sync_catalog
@@ -162,18 +163,29 @@ def serve(config: Config) -> int:
             os._exit(0)
 
 
-def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket]]) -> int:
-    """Fork the writer process; it serves the worker links until they close or SIGTERM."""
-    from xdnsd.catalog import CatalogKeeper
-    from xdnsd.server.notify import NotifyTargets
-    from xdnsd.server.writer import run_writer_process
-
+def _fork(what: str, body: Callable[[], int]) -> int:
+    """Fork a child process that runs ``body`` and exits with its status (1 if it raised, the
+    error logged); the child gets SIGTERM when this process dies.  Returns the child's pid."""
     pid = os.fork()
     if pid != 0:
         return pid
     status = 1
     try:
         _die_with_parent()
+        status = body()
+    except Exception:
+        log.exception("the %s process failed", what)
+    finally:
+        os._exit(status)
+
+
+def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket]]) -> int:
+    """Fork the writer process; it serves the worker links until they close or SIGTERM."""
+    from xdnsd.catalog import CatalogKeeper
+    from xdnsd.server.notify import NotifyTargets
+    from xdnsd.server.writer import run_writer_process
+
+    def body() -> int:
         for worker_end, _writer_end in links:
             worker_end.close()  # else a worker's exit would never show as end-of-file here
         ends = [writer_end for _worker_end, writer_end in links]
@@ -184,31 +196,23 @@ def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket
         }
         catalog = config.server.catalog_zone
         keeper = CatalogKeeper(store, catalog) if catalog is not None else None
-        status = run_writer_process(
+        return run_writer_process(
             store, acls, ends, notify, keeper, secondary_specs(config), notify_sources(config)
         )
-    except Exception:
-        log.exception("the writer process failed")
-    finally:
-        os._exit(status)
+
+    return _fork("writer", body)
 
 
 def _start_replicator(config: Config, links: list[tuple[socket.socket, socket.socket]]) -> int:
     """Fork the replication process (its own reactor and store handle); it runs until SIGTERM."""
-    pid = os.fork()
-    if pid != 0:
-        return pid
-    status = 1
-    try:
-        _die_with_parent()
+
+    def body() -> int:
         for worker_end, writer_end in links:
             worker_end.close()
             writer_end.close()
-        status = _run_replicator(config)
-    except Exception:
-        log.exception("the replication process failed")
-    finally:
-        os._exit(status)
+        return _run_replicator(config)
+
+    return _fork("replication", body)
 
 
 def _run_replicator(config: Config) -> int:

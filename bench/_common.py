@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import resource
 import shutil
@@ -30,24 +31,28 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (race-prone but fine on a quiet box)."""
-    for _ in range(100):
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind(("127.0.0.1", 0))
-            port = t.getsockname()[1]
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    """A port free for both UDP and TCP on 127.0.0.1, below the ephemeral range: a server
+    restarted after thousands of client connections must not find its port taken by one."""
+    low = 32768
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/sys/net/ipv4/ip_local_port_range") as f,
+    ):
+        low = int(f.read().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             try:
-                u.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            finally:
-                u.close()
-            if port < 20000:
-                continue
-            return port
-        finally:
-            t.close()
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     raise RuntimeError("no free port")
 
 

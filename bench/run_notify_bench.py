@@ -33,22 +33,11 @@ import dns.message
 import dns.rdatatype
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import free_port  # noqa: E402
+
 SECRET = "YmVuY2gtbm90aWZ5LWtleSwgMzIgb2N0ZXRzIGxvbmch"
 ZONE = "example.test"
-
-
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def serial_of(sock: socket.socket, port: int) -> int | None:

@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import base64
 import concurrent.futures
-import contextlib
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -48,34 +46,12 @@ import dns.update
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import genzone  # noqa: E402
+from _common import free_port  # noqa: E402
 
 SECRET = base64.b64encode(b"replication bench tsig key 32 b!").decode()
 KEY = dns.tsig.Key("upd.", SECRET, dns.tsig.HMAC_SHA256)
 PEER_KEY = base64.b64encode(b"replication bench peer key 32 b!").decode()
 SMALL_ZONE = "$TTL 300\n@ SOA ns1 host 1 3600 900 604800 60\n@ NS ns1\nns1 A 192.0.2.53\n"
-
-
-def free_port() -> int:
-    """A free port below the ephemeral range: a node restarted after thousands of client
-    connections must not find its port taken by one of them."""
-    low = 32768
-    with contextlib.suppress(OSError, ValueError):
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(max(1024, low - 12000), low)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 class Node:

@@ -35,6 +35,36 @@ def rr(owner: dns.name.Name, ttl: int, rdtype: str, text: str) -> RR:
     return RR(owner, ttl, dns.rdata.from_text("IN", rdtype, text, origin=ZONE))
 
 
+Planned = tuple[list[RR], list[RR], list[tuple[dns.name.Name, int]]]
+
+
+def plan_change(served: list[RR], kind: int, pick: int, ttl: int) -> Planned | None:
+    """(removed, added, cleared) of one change made from what a node serves, as an UPDATE would
+    make it: 0 add an A record (the RRset takes its TTL, RFC 2136), 1 delete one, 2 change the A
+    RRset's TTL, 3 delete the A RRset as a whole, 4 delete the name, 5 put or replace the CNAME;
+    None when that makes no sense there (data beside a CNAME, nothing to delete)."""
+    owner = OWNERS[pick % len(OWNERS)]
+    second = pick // len(OWNERS)
+    here = [r for r in served if r.owner == owner]
+    a_set = [r for r in here if r.rdtype == A]
+    cname = [r for r in here if r.rdtype == CNAME]
+    if kind == 0 and not cname:
+        new = rr(owner, ttl, "A", ADDRESSES[second % len(ADDRESSES)])
+        removed = [r for r in a_set if r.ttl != ttl]
+        return removed, [RR(r.owner, ttl, r.rdata) for r in removed if r != new] + [new], []
+    if kind == 1 and a_set:
+        return [a_set[second % len(a_set)]], [], []
+    if kind == 2 and a_set:
+        return a_set, [RR(r.owner, ttl, r.rdata) for r in a_set], []
+    if kind == 3:
+        return a_set, [], [(owner, A)]
+    if kind == 4:
+        return here, [], [(owner, ANY)]
+    if kind == 5 and not a_set:
+        return cname, [rr(owner, ttl, "CNAME", TARGETS[second % len(TARGETS)])], []
+    return None
+
+
 @dataclass
 class Cluster:
     states: dict[str, ZoneState] = field(
@@ -51,33 +81,9 @@ class Cluster:
     def change(self, node: str, kind: int, pick: int, ttl: int, skew: int) -> None:
         """One change at ``node``, as an UPDATE would make it from what the node serves."""
         state = self.states[node]
-        served, _ = state.resolve()
-        owner = OWNERS[pick % len(OWNERS)]
-        here = [r for r in served if r.owner == owner]
-        a_set = [r for r in here if r.rdtype == A]
-        cname = [r for r in here if r.rdtype == CNAME]
-        removed: list[RR] = []
-        added: list[RR] = []
-        cleared: list[tuple[dns.name.Name, int]] = []
-        if kind == 0 and not cname:  # add an A record; the RRset takes its TTL (RFC 2136)
-            new = rr(owner, ttl, "A", ADDRESSES[(pick // len(OWNERS)) % len(ADDRESSES)])
-            removed = [r for r in a_set if r.ttl != ttl]
-            added = [RR(r.owner, ttl, r.rdata) for r in removed if r != new] + [new]
-        elif kind == 1 and a_set:  # delete one A record
-            removed = [a_set[(pick // len(OWNERS)) % len(a_set)]]
-        elif kind == 2 and a_set:  # change the A RRset's TTL
-            removed = a_set
-            added = [RR(r.owner, ttl, r.rdata) for r in a_set]
-        elif kind == 3:  # delete the A RRset as a whole
-            removed, cleared = a_set, [(owner, A)]
-        elif kind == 4:  # delete the name
-            removed, cleared = here, [(owner, ANY)]
-        elif kind == 5 and not a_set:  # put (or replace) the CNAME
-            removed = cname
-            added = [rr(owner, ttl, "CNAME", TARGETS[(pick // len(OWNERS)) % len(TARGETS)])]
-        else:
-            return
-        self.log.append(state.local(node, self.hlc(node, skew), removed, added, cleared))
+        planned = plan_change(state.resolve()[0], kind, pick, ttl)
+        if planned is not None:
+            self.log.append(state.local(node, self.hlc(node, skew), *planned))
 
     def deliver(self, node: str, picks: list[int]) -> None:
         if not self.log:

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from tests.test_merge import ADDRESSES, OWNERS, TARGETS, rr
+from tests.test_merge import OWNERS, plan_change, rr
 from xdnsd.model import RR, ChangeOp, Changeset
 from xdnsd.replication.merge import ZoneState
 from xdnsd.store import NotReady, Store
@@ -106,32 +106,10 @@ def make_cluster(directory: Path) -> tuple[dict[str, Node], list[Changeset]]:
 
 
 def local_change(node: Node, kind: int, pick: int, ttl: int, log: list[Changeset]) -> None:
-    served = node.model.resolve()[0]
-    owner = OWNERS[pick % len(OWNERS)]
-    here = [r for r in served if r.owner == owner]
-    a_set = [r for r in here if r.rdtype == A]
-    cname = [r for r in here if r.rdtype == CNAME]
-    second = pick // len(OWNERS)
-    removed: list[RR] = []
-    added: list[RR] = []
-    cleared: list[tuple[dns.name.Name, int]] = []
-    if kind == 0 and not cname:
-        new = rr(owner, ttl, "A", ADDRESSES[second % len(ADDRESSES)])
-        removed = [r for r in a_set if r.ttl != ttl]
-        added = [RR(r.owner, ttl, r.rdata) for r in removed if r != new] + [new]
-    elif kind == 1 and a_set:
-        removed = [a_set[second % len(a_set)]]
-    elif kind == 2 and a_set:
-        removed, added = a_set, [RR(r.owner, ttl, r.rdata) for r in a_set]
-    elif kind == 3:
-        removed, cleared = a_set, [(owner, A)]
-    elif kind == 4:
-        removed, cleared = here, [(owner, ANY)]
-    elif kind == 5 and not a_set:
-        removed = cname
-        added = [rr(owner, ttl, "CNAME", TARGETS[second % len(TARGETS)])]
-    else:
+    planned = plan_change(node.model.resolve()[0], kind, pick, ttl)
+    if planned is None:
         return
+    removed, added, cleared = planned
     before = node.store.list_zones()[0].vv.get(node.name, 0)
     result = node.store.commit(
         Changeset(ZONE, tuple(removed), tuple(added), origin="test", cleared=tuple(cleared))

@@ -62,6 +62,28 @@ class ChangeOp(enum.Enum):
     CHANGE = "change"  # records removed / added in an existing zone
     CREATE = "create"  # create the zone with the added records
     DROP = "drop"  # delete the zone and everything in it
+    STATE = "state"  # merge a peer's whole state of the zone (``Changeset.state``)
+
+
+@dataclass(frozen=True, slots=True)
+class StateTransfer:
+    """A peer's merge state of a zone, for a node that cannot be caught up change by change
+    (new, away longer than the tombstone retention, or found diverged by digest).
+
+    ``entries``: (kind, key without the zone id, stored value) as the sender's store holds
+    them, kind one of ``STATE_KINDS``.  ``vv``: the sender's version vector, which the state is
+    exactly; ``repair``: merge as a union (vectors were equal but the data was not), only the
+    names in ``buckets`` (None: every name).
+    """
+
+    vv: dict[str, int]
+    serial_base: int
+    entries: tuple[tuple[int, bytes, bytes], ...]
+    repair: bool = False
+    buckets: frozenset[int] | None = None
+
+
+STATE_KINDS = ("records", "tombstones", "slots", "clears", "conflicts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +118,8 @@ class Changeset:
     # RRsets (owner, type) and names (owner, ANY) the change deleted as a whole (RFC 2136 delete
     # RRset / delete name): a record a concurrent change added there conflicts with it.
     cleared: tuple[tuple[dns.name.Name, int], ...] = ()
+    # op STATE: the state to merge (it has no dot of its own: it carries the sender's writes)
+    state: StateTransfer | None = None
 
     def is_empty(self) -> bool:
         return not self.removed and not self.added and self.op is ChangeOp.CHANGE

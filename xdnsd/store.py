@@ -59,10 +59,12 @@ from xdnsd.model import (
     IN,
     RR,
     SERIAL_MOD,
+    STATE_KINDS,
     ChangeOp,
     Changeset,
     CommitResult,
     Dot,
+    StateTransfer,
     canonical_rdata,
     decode_changeset,
     decode_rrs,
@@ -756,7 +758,10 @@ class Snapshot:
         for key, value in history:
             if key[:4] != prefix:
                 break
-            node, counter = json.loads(value)["dot"]
+            dot = json.loads(value)["dot"]
+            if dot is None:
+                continue  # a state merged from a peer: its changes are not in the oplog
+            node, counter = dot
             if vv.get(node, 0) >= counter:
                 continue
             raw_node = node.encode()
@@ -772,6 +777,76 @@ class Snapshot:
     def sequence(self, zone: dns.name.Name) -> int:
         """The sequence of the zone's latest change (``changes_since(after=...)``)."""
         return self.zone(zone).meta.sequence
+
+    def oplog_gap(self, zone: dns.name.Name, vv: Mapping[str, int]) -> bool:
+        """Whether some change a node at ``vv`` lacks is no longer (or never was) in this
+        node's oplog: collected after every peer had it, or received inside a peer's state.
+        Such a node is brought up to date by a state transfer, not change by change."""
+        meta = self.zone(zone).meta
+        prefix = _U32.pack(meta.zone_id)
+        cursor = self._txn.cursor(db=self._store._dbs["oplog"])
+        for node, mine in meta.vv.items():
+            theirs = vv.get(node, 0)
+            if mine <= theirs:
+                continue
+            raw = node.encode()
+            head = prefix + bytes((len(raw),)) + raw
+            count = 0
+            if cursor.set_range(head + _U64.pack(theirs + 1)):
+                for key in cursor.iternext(values=False):
+                    if key[: len(head)] != head or _U64.unpack_from(key, len(head))[0] > mine:
+                        break
+                    count += 1
+            if count < mine - theirs:
+                return True
+        return False
+
+    def state_entries(
+        self, zone: dns.name.Name, buckets: frozenset[int] | None = None
+    ) -> tuple[ZoneMeta, Iterator[tuple[int, bytes, bytes]]]:
+        """The zone's merge state as stored (``model.StateTransfer.entries``), read in this
+        snapshot: its records, tombstones, slots, deletes-as-a-whole and conflicts; with
+        ``buckets``, only the names in those digest buckets."""
+        meta = self.zone(zone).meta
+        prefix = _U32.pack(meta.zone_id)
+        txn, dbs = self._txn, self._store._dbs
+
+        def entries() -> Iterator[tuple[int, bytes, bytes]]:
+            for kind, name in enumerate(STATE_KINDS):
+                cursor = txn.cursor(db=dbs[name])
+                if not cursor.set_range(prefix):
+                    continue
+                for key, value in cursor:
+                    if key[:4] != prefix:
+                        break
+                    suffix = bytes(key[4:])
+                    if buckets is not None and _bucket(_suffix_owner(kind, suffix)) not in buckets:
+                        continue
+                    yield kind, suffix, bytes(value)
+
+        return meta, entries()
+
+    def digest(self, zone: dns.name.Name) -> tuple[dict[str, int], list[int]]:
+        """The zone's version vector and a digest of what it serves, in ``DIGEST_BUCKETS``
+        buckets by owner name (each the XOR of its records' hashes: owner, type, TTL, data).
+        Two nodes at the same vector must have the same digest; a bucket that differs names
+        the names to repair (``StateTransfer.buckets``)."""
+        meta = self.zone(zone).meta
+        prefix = _U32.pack(meta.zone_id)
+        buckets = [0] * DIGEST_BUCKETS
+        cursor = self._txn.cursor(db=self._store._dbs["records"])
+        if cursor.set_range(prefix):
+            head = _VALUE_HEAD.size
+            for key, value in cursor:
+                if key[:4] != prefix:
+                    break
+                suffix = bytes(key[4:])
+                i = head + 1 + value[head]  # past the writer's node id: what is served
+                hashed = hashlib.blake2b(
+                    suffix + bytes(value[1:5]) + bytes(value[i:]), digest_size=8
+                )
+                buckets[_bucket(suffix[:-18])] ^= int.from_bytes(hashed.digest(), "big")
+        return dict(meta.vv), buckets
 
     def conflicts(self, zone: dns.name.Name, closed: bool = False) -> list[dict[str, Any]]:
         """The zone's open conflicts (see ``xdnsd.replication.merge``), by name; with
@@ -800,6 +875,74 @@ class Snapshot:
                     break
                 count += 1
         return count
+
+
+DIGEST_BUCKETS = 64
+_SOA_SUFFIX = b"\x00" + _RTYPE.pack(SOA) + _SOA_DIGEST  # the apex SOA's key, zone id aside
+
+
+def _bucket(owner: bytes) -> int:
+    """The digest bucket of a name (its key, zone id aside)."""
+    return hashlib.blake2b(owner, digest_size=2).digest()[0] % DIGEST_BUCKETS
+
+
+def _suffix_owner(kind: int, suffix: bytes) -> bytes:
+    """The owner part of a stored key (zone id aside) of ``STATE_KINDS[kind]``."""
+    name = STATE_KINDS[kind]
+    if name == "clears":
+        return suffix[:-2]
+    if name == "conflicts":  # owner, then the conflict id
+        if suffix[:1] == b"\x00":
+            return suffix[:1]  # the apex
+        return suffix[: suffix.index(b"\x00\x00") + 2]
+    return suffix[:-18]
+
+
+def _zone_items(txn: Any, db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The (key, value) pairs of one zone in a table (``prefix``: its zone id)."""
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix):
+        for key, value in cursor:
+            if key[:4] != prefix:
+                break
+            yield bytes(key), bytes(value)
+
+
+def _prefix_name(owner_prefix: bytes, origin: dns.name.Name) -> dns.name.Name:
+    """The name an owner prefix (zone id, key, terminator) stands for, lowercased."""
+    labels = names.key_labels(owner_prefix[4:-1])
+    return dns.name.Name(labels + origin.labels)
+
+
+_Merged = Any  # merge.Write or merge.Clear: both have dot, hlc, context, rank
+
+
+def _merge_writes(
+    mine: Sequence[_Merged],
+    theirs: Sequence[_Merged],
+    my_vv: Mapping[str, int],
+    their_vv: Mapping[str, int],
+    union: bool,
+) -> list[Any]:
+    """One slot (or one name's deletes-as-a-whole) after merging a peer's state: the writes
+    both hold; a write only one side holds stays unless the other side's vector shows it was
+    seen there and is gone (replaced, or collected: the causal rule that keeps a collected
+    delete from resurrecting what it deleted); with ``union`` (repair of nodes at equal
+    vectors) every write stays.  Then a write that saw another replaces it."""
+    by_dot: dict[Dot, Any] = {}
+    their_dots = {w.dot for w in theirs}
+    my_dots = {w.dot for w in mine}
+    for w in mine:
+        if union or w.dot in their_dots or not _seen(their_vv, w.dot):
+            by_dot[w.dot] = w
+    for w in theirs:
+        if w.dot not in my_dots and (union or not _seen(my_vv, w.dot)):
+            by_dot[w.dot] = w
+    writes = list(by_dot.values())
+    kept = [
+        w for w in writes if not any(o is not w and merge._saw(o.context, w.dot) for o in writes)
+    ]
+    return sorted(kept, key=lambda w: w.rank, reverse=True)
 
 
 def _seen(context: Mapping[str, int], dot: Dot) -> bool:
@@ -1057,9 +1200,10 @@ class Store:
 
     # --- operator-visible state (``sync_status``): JSON documents by key ----------------------
 
-    def put_status(self, key: str, doc: dict[str, Any] | None) -> None:
-        """Store (or, with None, delete) the status document ``key``."""
-        db = self._dbs["sync_status"]
+    def put_status(self, key: str, doc: dict[str, Any] | None, table: str = "sync_status") -> None:
+        """Store (or, with None, delete) the status document ``key`` (in ``table``:
+        ``sync_status``, or ``cursors`` for what peers acknowledged)."""
+        db = self._dbs[table]
 
         def body(txn: Any) -> None:
             if doc is None:
@@ -1069,17 +1213,17 @@ class Store:
 
         self._write(body)
 
-    def status(self, key: str) -> dict[str, Any] | None:
+    def status(self, key: str, table: str = "sync_status") -> dict[str, Any] | None:
         with self.snapshot() as snap:
-            raw = snap._txn.get(key.encode(), db=self._dbs["sync_status"])
+            raw = snap._txn.get(key.encode(), db=self._dbs[table])
         return None if raw is None else dict(json.loads(raw))
 
-    def statuses(self, prefix: str) -> dict[str, dict[str, Any]]:
+    def statuses(self, prefix: str, table: str = "sync_status") -> dict[str, dict[str, Any]]:
         """Every status document whose key starts with ``prefix``, by key."""
         out: dict[str, dict[str, Any]] = {}
         start = prefix.encode()
         with self.snapshot() as snap:
-            cursor = snap._txn.cursor(db=self._dbs["sync_status"])
+            cursor = snap._txn.cursor(db=self._dbs[table])
             if cursor.set_range(start):
                 for key, value in cursor:
                     if not key.startswith(start):
@@ -1229,6 +1373,8 @@ class Store:
 
         ``known``: the zone's meta as just read in this transaction (spares a decode).
         """
+        if cs.op is ChangeOp.STATE:
+            return self._merge_state_txn(txn, cs, now_ms, known)
         if cs.dot is not None and cs.op is not ChangeOp.DROP:
             exists = known is not None or txn.get(_zone_key(cs.zone), db=self._dbs["zones"])
             if cs.op is ChangeOp.CREATE and exists:
@@ -1506,12 +1652,21 @@ class Store:
         served, conflicts = merge.resolve_name(live, clears)
         served_by_key = {_record_key(zid, origin, rr): rr for rr in served}
         for key, writes in slots.items():
-            if not writes:
+            if not writes:  # a state merge dropped every write of the slot
+                for db in (slots_db, tombstones, records):
+                    txn.delete(key, db=db)
                 continue
             top = writes[0]
             shown = served_by_key.get(key)
-            trivial = len(writes) == 1 and (
-                (top.present and shown is not None and shown.ttl == top.rr.ttl) or not top.present
+            # a write where a delete-as-a-whole stands keeps its context here, not only in the
+            # oplog (collected in time, and not sent in a state): it says whether it saw it
+            trivial = (
+                len(writes) == 1
+                and not clears
+                and (
+                    (top.present and shown is not None and shown.ttl == top.rr.ttl)
+                    or not top.present
+                )
             )
             if trivial:
                 txn.delete(key, db=slots_db)
@@ -1621,14 +1776,15 @@ class Store:
         txn: Any,
         cs: Changeset,
         meta: ZoneMeta,
-        dot: Dot,
+        dot: Dot | None,
         hlc: int,
         serial_from: int | None,
         old_soa: RR | None,
         new_soa: RR,
         applied: _Applied,
     ) -> None:
-        """The journal entry (IXFR), the oplog entry (replication) and the history line."""
+        """The journal entry (IXFR), the oplog entry (replication; none for a state merge,
+        ``dot`` None) and the history line."""
         zid = meta.zone_id
         serial_to = meta.serial
         seq = _U32.pack(zid) + _U64.pack(meta.sequence)
@@ -1643,9 +1799,13 @@ class Store:
             depth = self.zone_journal_depths.get(cs.zone, self.journal_depth)
             self._trim_journal(txn, zid, meta.sequence, depth)
         given = applied.new_soa is not None
-        node = dot.node.encode()
-        oplog_key = _U32.pack(zid) + bytes((len(node),)) + node + _U64.pack(dot.counter)
-        if applied.merged:  # the change as made: every node merges it the same way
+        node = b"" if dot is None else dot.node.encode()
+        oplog_key = (
+            _U32.pack(zid) + bytes((len(node),)) + node + _U64.pack(getattr(dot, "counter", 0))
+        )
+        if dot is None:
+            pass
+        elif applied.merged:  # the change as made: every node merges it the same way
             txn.put(oplog_key, encode_changeset(cs), db=self._dbs["oplog"])
         else:  # a local change applied in sequence: what it really changed
             stored = Changeset(
@@ -1664,7 +1824,7 @@ class Store:
             "sequence": meta.sequence,
             "origin": cs.origin,
             "time_ms": hlc >> 16,
-            "dot": [dot.node, dot.counter],
+            "dot": None if dot is None else [dot.node, dot.counter],
             "serial_from": serial_from,
             "serial_to": serial_to,
             "added": len(applied.added),
@@ -1672,6 +1832,257 @@ class Store:
             "op": cs.op.value,
         }
         txn.put(seq, json.dumps(history).encode(), db=self._dbs["history"])
+
+    # --- state transfer and tombstone collection -------------------------------------------
+
+    def _merge_state_txn(
+        self, txn: Any, cs: Changeset, now_ms: int, known: ZoneMeta | None
+    ) -> tuple[CommitResult, list[tuple[int, int]]]:
+        """Merge a peer's state of the zone (``ChangeOp.STATE``): a zone this node lacks is
+        copied; otherwise every name where the two differ is merged slot by slot
+        (``_merge_writes``) and resolved again.  The vector becomes the pointwise maximum, so
+        the serial is derived as on the sender; the served difference is journalled."""
+        st = cs.state
+        assert st is not None
+        zones_db, records = self._dbs["zones"], self._dbs["records"]
+        raw = None if known is not None else txn.get(_zone_key(cs.zone), db=zones_db)
+        meta = known if known is not None else None if raw is None else ZoneMeta.from_json(raw)
+        publish: list[tuple[int, int]] = []
+        out = _Applied(merged=True)
+        max_hlc = 0
+        if meta is None:
+            if st.repair:
+                raise NotReady(f"zone {cs.zone} is not here: nothing to repair")
+            zone_id = _U32.unpack(txn.get(b"next_zone_id", db=self._dbs["meta"]))[0]
+            txn.put(b"next_zone_id", _U32.pack(zone_id + 1), db=self._dbs["meta"])
+            meta = ZoneMeta(cs.zone, zone_id, "primary", {}, st.serial_base, 0, 0, 0)
+            publish += self._zone_set_changed(txn, cs.zone)
+            zone_prefix = _U32.pack(zone_id)
+            by_kind: list[list[tuple[bytes, bytes]]] = [[] for _ in STATE_KINDS]
+            for kind, suffix, value in st.entries:
+                by_kind[kind].append((zone_prefix + suffix, value))
+                if kind < 2:
+                    max_hlc = max(max_hlc, _VALUE_HEAD.unpack_from(value, 0)[2])
+            for kind, items in enumerate(by_kind):
+                if items:
+                    txn.cursor(db=self._dbs[STATE_KINDS[kind]]).putmulti(sorted(items))
+            serial_from = None
+            old_soa = None
+        else:
+            serial_from = meta.serial
+            old_soa, max_hlc = self._merge_state_names(txn, cs, meta, st, out)
+        soa_key = _U32.pack(meta.zone_id) + _SOA_SUFFIX
+        current = txn.get(soa_key, db=records)
+        if current is None:
+            raise StoreError(f"zone {cs.zone}: the state from {cs.origin} has no SOA")
+        vv_before = dict(meta.vv)
+        for node, counter in st.vv.items():
+            meta.vv[node] = max(meta.vv.get(node, 0), counter)
+        if serial_from is not None and meta.vv == vv_before:
+            # a repair (the vectors were equal): the serial stays, so no journal entry can
+            # say what changed; an IXFR from here on falls back to AXFR
+            if not out.added and not out.removed and old_soa is None:
+                dot = _value_dot(current)[0]
+                result = CommitResult(
+                    cs.zone, dot, meta.hlc, serial_from, serial_from, meta.generation, False
+                )
+                return result, []
+            for key, _value in list(
+                _zone_items(txn, self._dbs["journal"], _U32.pack(meta.zone_id))
+            ):
+                txn.delete(key, db=self._dbs["journal"])
+            serial_from, old_soa = None, None
+        hlc = hlc_next(max(meta.hlc, max_hlc), now_ms)
+        meta.hlc = hlc
+        new_soa = _replace_soa_serial(_decode_value(SOA, current), meta.serial)
+        dot = _value_dot(current)[0]
+        txn.put(soa_key, _encode_value(new_soa, hlc, dot), db=records)
+        meta.sequence += 1
+        meta.generation += 1
+        if serial_from is not None and old_soa is None:
+            old_soa = _decode_value(SOA, current)
+        self._log_commit(txn, cs, meta, None, hlc, serial_from, old_soa, new_soa, out)
+        txn.put(_zone_key(cs.zone), meta.to_json(), db=zones_db)
+        publish.append((meta.zone_id, meta.generation))
+        result = CommitResult(cs.zone, dot, hlc, serial_from, meta.serial, meta.generation, True)
+        return result, publish
+
+    def _merge_state_names(
+        self, txn: Any, cs: Changeset, meta: ZoneMeta, st: StateTransfer, out: _Applied
+    ) -> tuple[RR | None, int]:
+        """Merge the peer's state into the zone as it stands: (the SOA before, when the
+        peer's replaces it; the highest HLC seen)."""
+        zid = meta.zone_id
+        zone_prefix = _U32.pack(zid)
+        theirs: dict[tuple[int, bytes], bytes] = {}
+        by_owner: dict[bytes, list[tuple[int, bytes, bytes]]] = {}
+        for kind, suffix, value in st.entries:
+            key = zone_prefix + suffix
+            theirs[(kind, key)] = value
+            if kind < 4:
+                by_owner.setdefault(zone_prefix + _suffix_owner(kind, suffix), []).append(
+                    (kind, key, value)
+                )
+        max_hlc = 0
+        # the names where the two differ: anything one has and the other has not, or not
+        # alike (a served record carries its writer's dot: equal bytes, equal state)
+        differ: dict[bytes, None] = {}
+        ours: set[tuple[int, bytes]] = set()
+        for kind, name in enumerate(STATE_KINDS[:4]):
+            cursor = txn.cursor(db=self._dbs[name])
+            if not cursor.set_range(zone_prefix):
+                continue
+            for key, value in cursor:
+                if key[:4] != zone_prefix:
+                    break
+                key = bytes(key)
+                owner_key = zone_prefix + _suffix_owner(kind, key[4:])
+                if st.buckets is not None and _bucket(owner_key[4:]) not in st.buckets:
+                    continue
+                ours.add((kind, key))
+                if theirs.get((kind, key)) != value:
+                    differ[owner_key] = None
+        for owner_key, items in by_owner.items():
+            if any((kind, key) not in ours for kind, key, _value in items):
+                differ[owner_key] = None
+        # the SOA: the peer's fields when its latest change is one this node has not seen
+        old_soa = None
+        soa_key = zone_prefix + _SOA_SUFFIX
+        their_soa = theirs.get((0, soa_key))
+        if their_soa is not None:
+            their_dot, their_hlc = _value_dot(their_soa)
+            max_hlc = their_hlc
+            if not _seen(meta.vv, their_dot):
+                current = txn.get(soa_key, db=self._dbs["records"])
+                old_soa = None if current is None else _decode_value(SOA, current)
+                txn.put(soa_key, their_soa, db=self._dbs["records"])
+        for owner_prefix in differ:
+            owner = _prefix_name(owner_prefix, cs.zone)
+            plen = len(owner_prefix)
+            slots: dict[bytes, list[merge.Write]] = {}
+            mine: dict[bytes, list[merge.Write]] = {}
+            for name in ("records", "tombstones", "slots"):
+                cursor = txn.cursor(db=self._dbs[name])
+                if cursor.set_range(owner_prefix):
+                    for key in cursor.iternext(values=False):
+                        if key[:plen] != owner_prefix:
+                            break
+                        key = bytes(key)
+                        if key != soa_key and key not in mine:
+                            rdtype = _RTYPE.unpack_from(key, plen)[0]
+                            mine[key] = self._slot_writes(txn, key, rdtype, zid)
+            sent: dict[bytes, list[merge.Write]] = {}
+            owned = by_owner.get(owner_prefix, [])
+            for kind, key, value in sorted(owned, key=lambda item: (item[0] != 2, item[0])):
+                # slots first: a served record or tombstone is their top write
+                if kind == 3 or key == soa_key or key in sent:
+                    continue
+                if kind == 2:
+                    sent[key] = _decode_writes(value)
+                else:
+                    rdtype = _RTYPE.unpack_from(key, plen)[0]
+                    dot, hlc = _value_dot(value)
+                    rr = _decode_value(rdtype, value)
+                    sent[key] = [merge.Write(dot, hlc, kind == 0, rr, (), "")]
+            for key in {*mine, *sent}:
+                merged = _merge_writes(
+                    mine.get(key, []), sent.get(key, []), meta.vv, st.vv, st.repair
+                )
+                for w in merged:
+                    max_hlc = max(max_hlc, w.hlc)
+                slots[key] = merged
+            # deletes-as-a-whole of the name and its RRsets, by the same rule
+            clears_db = self._dbs["clears"]
+            clear_keys: set[bytes] = set()
+            cursor = txn.cursor(db=clears_db)
+            if cursor.set_range(owner_prefix):
+                for key in cursor.iternext(values=False):
+                    if key[:plen] != owner_prefix or len(key) != plen + 2:
+                        break
+                    clear_keys.add(bytes(key))
+            clear_keys.update(key for kind, key, _value in owned if kind == 3)
+            for key in clear_keys:
+                local = _decode_clears(txn.get(key, db=clears_db), owner)
+                remote = _decode_clears(theirs.get((3, key)), owner)
+                kept = _merge_writes(local, remote, meta.vv, st.vv, st.repair)
+                if kept:
+                    txn.put(key, _encode_clears(kept), db=clears_db)
+                else:
+                    txn.delete(key, db=clears_db)
+            self._resolve_owner(txn, zid, cs.zone, owner_prefix, owner, slots, out)
+        return old_soa, max_hlc
+
+    def collect_garbage(
+        self, zone: dns.name.Name, horizon: Mapping[str, int], before_ms: int
+    ) -> dict[str, int]:
+        """Drop the zone's tombstones (deleted records, deletes-as-a-whole, slots holding only
+        deletes) and oplog entries of changes that every peer has (their dots are within
+        ``horizon``) and that are older than ``before_ms``.  Names with an open conflict keep
+        theirs.  Served data does not change: this is housekeeping, not a change.  Returns
+        what was dropped, by kind."""
+        before_hlc = before_ms << 16
+
+        def old(dot: Dot, hlc: int) -> bool:
+            return dot.counter <= horizon.get(dot.node, 0) and hlc < before_hlc
+
+        def body(txn: Any) -> dict[str, int]:
+            counts = {"tombstones": 0, "slots": 0, "clears": 0, "oplog": 0}
+            raw = txn.get(_zone_key(zone), db=self._dbs["zones"])
+            if raw is None:
+                return counts
+            meta = ZoneMeta.from_json(raw)
+            prefix = _U32.pack(meta.zone_id)
+            held: set[bytes] = set()  # names with an open conflict
+            for key, value in _zone_items(txn, self._dbs["conflicts"], prefix):
+                if not json.loads(value).get("closed"):
+                    held.add(_suffix_owner(4, key[4:]))
+            slots_db, tombstones = self._dbs["slots"], self._dbs["tombstones"]
+            for key, value in list(_zone_items(txn, slots_db, prefix)):
+                writes = _decode_writes(value)
+                if key[4:-18] in held or any(w.present or not old(w.dot, w.hlc) for w in writes):
+                    continue
+                txn.delete(key, db=slots_db)
+                txn.delete(key, db=tombstones)
+                counts["slots"] += 1
+            for key, value in list(_zone_items(txn, tombstones, prefix)):
+                if key[4:-18] in held or txn.get(key, db=slots_db) is not None:
+                    continue
+                if old(*_value_dot(value)):
+                    txn.delete(key, db=tombstones)
+                    counts["tombstones"] += 1
+            clears_db = self._dbs["clears"]
+            for key, value in list(_zone_items(txn, clears_db, prefix)):
+                if key[4:-2] in held:
+                    continue
+                clears = _decode_clears(value, dns.name.root)
+                kept = [c for c in clears if not old(c.dot, c.hlc)]
+                if len(kept) == len(clears):
+                    continue
+                counts["clears"] += len(clears) - len(kept)
+                if kept:
+                    txn.put(key, _encode_clears(kept), db=clears_db)
+                else:
+                    txn.delete(key, db=clears_db)
+            oplog = self._dbs["oplog"]
+            cursor = txn.cursor(db=oplog)
+            for node, counter in horizon.items():
+                raw_node = node.encode()
+                head = prefix + bytes((len(raw_node),)) + raw_node
+                if not cursor.set_range(head):
+                    continue
+                while cursor.key()[: len(head)] == head:
+                    if _U64.unpack_from(cursor.key(), len(head))[0] > counter:
+                        break
+                    value = cursor.value()
+                    (hlen,) = _U32.unpack_from(value, 0)
+                    if int(json.loads(bytes(value[4 : 4 + hlen]))["hlc"]) >= before_hlc:
+                        break
+                    counts["oplog"] += 1
+                    if not cursor.delete():
+                        break
+            return counts
+
+        return dict(self._write(body))
 
     def _zone_set_changed(self, txn: Any, zone: dns.name.Name) -> list[tuple[int, int]]:
         """A zone is created or dropped: names in it were (or will be) answered by the closest

@@ -44,9 +44,19 @@ NSUPDATE = shutil.which("nsupdate") or "/usr/bin/nsupdate"
 
 
 class Cluster:
-    def __init__(self, directory: Path, nodes: tuple[str, ...] = NODES) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        nodes: tuple[str, ...] = NODES,
+        node_settings: str = "",
+        zoneless: tuple[str, ...] = (),
+    ) -> None:
+        """``node_settings``: more ``[node]`` lines for every node; ``zoneless``: nodes
+        configured without the zone (they get it from their peers)."""
         self.directory = directory
         self.nodes = nodes
+        self.node_settings = node_settings
+        self.zoneless = zoneless
         zone = directory / "example.test.zone"
         zone.write_text(ZONE)
         self.dns_ports = {n: free_port() for n in nodes}
@@ -75,12 +85,18 @@ class Cluster:
         config.write_text(
             f'[server]\nlisten = ["127.0.0.1:{self.dns_ports[node]}"]\n'
             f'data_dir = "{d / "var"}"\n'
+            'allow_transfer = ["key upd"]\n'
             f'[node]\nid = "{node}"\npeer_listen = "127.0.0.1:{self.peer_ports[node]}"\n'
+            f"{self.node_settings}"
             f'[keys.upd]\nalgorithm = "hmac-sha256"\nsecret = "{SECRET}"\n'
             f"{peers}"
-            f'[[zones]]\nname = "example.test"\nfile = "{self._zone}"\n'
-            'update_policy = ["grant upd zonesub ANY"]\nallow_transfer = ["key upd"]\n'
         )
+        if node not in self.zoneless:
+            config.write_text(
+                config.read_text()
+                + f'[[zones]]\nname = "example.test"\nfile = "{self._zone}"\n'
+                'update_policy = ["grant upd zonesub ANY"]\nallow_transfer = ["key upd"]\n'
+            )
         self.configs[node] = config
 
     def start(self, node: str) -> None:
@@ -372,3 +388,116 @@ def test_a_conflict_across_a_cut_link_is_seen_and_resolved_everywhere(tmp_path: 
     finally:
         proxy.cut()
         cluster.stop_all()
+
+
+# --- state transfer, tombstone collection, digests --------------------------------------------
+
+
+def nsupdate(port: int, commands: str) -> None:
+    script = f"server 127.0.0.1 {port}\nzone example.test\n{commands}send\n"
+    run = subprocess.run(
+        [NSUPDATE, "-y", f"hmac-sha256:upd:{SECRET}"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, (run.stdout, run.stderr)
+
+
+def wait_log(proc: XdnsdProcess, text: str, cluster: Cluster) -> None:
+    deadline = time.monotonic() + WAIT
+    while text not in proc.log():
+        assert time.monotonic() < deadline, f"no {text!r} in the log\n{cluster.logs()}"
+        time.sleep(0.1)
+
+
+def test_an_empty_node_joins_by_state_transfer(tmp_path: Path) -> None:
+    """A node configured without the zone gets it whole from a peer, and changes after."""
+    cluster = Cluster(tmp_path, ("ns1", "ns2"), zoneless=("ns2",))
+    try:
+        cluster.start("ns1")
+        nsupdate(
+            cluster.dns_ports["ns1"],
+            "".join(f"update add h{i}.example.test 300 A 192.0.2.{i}\n" for i in range(1, 200)),
+        )
+        cluster.start("ns2")  # ready once it serves the zone
+        cluster.wait_converged()
+        wait_log(cluster.procs["ns2"], "merged the state of zone example.test.", cluster)
+        # the zone has no update policy on ns2 (not in its config): changes come from ns1
+        nsupdate(cluster.dns_ports["ns1"], "update add later.example.test 300 A 192.0.2.250\n")
+        cluster.wait_converged()
+        assert "later.example.test. 300 1 192.0.2.250" in cluster.zone("ns2")
+        cluster.stop_all()
+    finally:
+        for proc in cluster.procs.values():
+            if proc.proc.poll() is None:
+                proc.kill()
+
+
+def test_a_node_away_longer_than_the_retention_gets_the_state(tmp_path: Path) -> None:
+    """ns1 deletes records while ns2 is down and, the retention (2 s) past, collects the
+    deletes: ns2 cannot be caught up change by change, gets the state, and the records it
+    still held are not resurrected anywhere."""
+    cluster = Cluster(tmp_path, ("ns1", "ns2"), node_settings="tombstone_retention = 2\n")
+    try:
+        for node in ("ns1", "ns2"):
+            cluster.start(node)
+        nsupdate(
+            cluster.dns_ports["ns1"],
+            "".join(f"update add r{i}.example.test 300 A 192.0.2.{i}\n" for i in range(1, 6)),
+        )
+        cluster.wait_converged()
+        assert cluster.procs["ns2"].stop() == 0
+        nsupdate(
+            cluster.dns_ports["ns1"],
+            "update delete r1.example.test A\nupdate delete r2.example.test\n"
+            "update delete r3.example.test A 192.0.2.3\n"
+            "update add new.example.test 300 A 192.0.2.100\n",
+        )
+        wait_log(cluster.procs["ns1"], "zone example.test.: collected", cluster)
+        cluster.start("ns2")
+        cluster.wait_converged()
+        wait_log(cluster.procs["ns1"], "sent the state of zone example.test. to peer ns2", cluster)
+        zone = cluster.zone("ns2")
+        assert not any(r.startswith(("r1.", "r2.", "r3.")) for r in zone), zone
+        assert "r4.example.test. 300 1 192.0.2.4" in zone
+        assert "new.example.test. 300 1 192.0.2.100" in zone
+        cluster.stop_all()
+    finally:
+        for proc in cluster.procs.values():
+            if proc.proc.poll() is None:
+                proc.kill()
+
+
+def test_digests_repair_what_vectors_cannot_see(tmp_path: Path) -> None:
+    """A record removed from ns2's store behind xdnsd's back: the vectors stay equal, the
+    digests differ, and the record is merged back from ns1."""
+    import lmdb
+
+    cluster = Cluster(tmp_path, ("ns1", "ns2"), node_settings="anti_entropy_interval = 0.5\n")
+    try:
+        for node in ("ns1", "ns2"):
+            cluster.start(node)
+        nsupdate(
+            cluster.dns_ports["ns1"],
+            "".join(f"update add h{i}.example.test 300 A 192.0.2.{i}\n" for i in range(1, 30)),
+        )
+        cluster.wait_converged()
+        assert cluster.procs["ns2"].stop() == 0
+        env = lmdb.open(str(tmp_path / "ns2" / "var" / "db"), max_dbs=20)
+        records = env.open_db(b"records")
+        with env.begin(write=True) as txn:
+            found = [bytes(k) for k, v in txn.cursor(db=records) if b"\x03h17\x07example" in v]
+            assert len(found) == 1
+            txn.delete(found[0], db=records)
+        env.close()
+        cluster.start("ns2")
+        cluster.wait_converged()
+        assert "h17.example.test. 300 1 192.0.2.17" in cluster.zone("ns2")
+        wait_log(cluster.procs["ns2"], "serves different data at the same version vector", cluster)
+        cluster.stop_all()
+    finally:
+        for proc in cluster.procs.values():
+            if proc.proc.poll() is None:
+                proc.kill()

@@ -60,6 +60,11 @@ class ServerConfig:
 class NodeConfig:
     id: str
     peer_listen: ListenAddress | None = None  # where the other nodes connect (replication)
+    # how long a delete is kept (after every peer has it) before it is collected; a peer away
+    # longer than this is brought back by a state transfer
+    tombstone_retention: float = 7 * 86400.0
+    # seconds between digest comparisons with each peer (anti-entropy beyond version vectors)
+    anti_entropy_interval: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,12 +257,20 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
 
     node = _take(raw, "node", dict, f, {})
     nw = f"{f}: [node]"
-    _no_unknown(node, {"id", "peer_listen"}, nw)
+    _no_unknown(
+        node, {"id", "peer_listen", "tombstone_retention", "anti_entropy_interval"}, nw
+    )
     node_id = _node_id(_take(node, "id", str, nw, "ns1"), f"{nw}.id")
     peer_listen_text = _take(node, "peer_listen", str, nw, None)
     peer_listen = None
     if peer_listen_text is not None:
         peer_listen = parse_listen(peer_listen_text, f"{nw}.peer_listen")
+    retention = float(_take(node, "tombstone_retention", (int, float), nw, 7 * 86400.0))
+    if retention <= 0:
+        raise ConfigError(f"{nw}.tombstone_retention: must be positive, got {retention}")
+    anti_entropy = float(_take(node, "anti_entropy_interval", (int, float), nw, 30.0))
+    if anti_entropy <= 0:
+        raise ConfigError(f"{nw}.anti_entropy_interval: must be positive, got {anti_entropy}")
     peers = _parse_peers(_take(raw, "peers", list, f, []), node_id, f)
 
     zones = []
@@ -330,7 +343,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     return Config(
         path=path,
         server=server_cfg,
-        node=NodeConfig(node_id, peer_listen),
+        node=NodeConfig(node_id, peer_listen, retention, anti_entropy),
         zones=tuple(zones),
         keys=keys,
         peers=peers,

@@ -223,7 +223,14 @@ def _run_replicator(config: Config) -> int:
     reactor: Any = _reactor
     store = open_store(config)
     peers = {p.id: (p.address.host, p.address.port, p.key) for p in config.peers}
-    replicator = Replicator(store, config.node.id, peers, reactor)
+    replicator = Replicator(
+        store,
+        config.node.id,
+        peers,
+        reactor,
+        retention=config.node.tombstone_retention,
+        digest_every=config.node.anti_entropy_interval,
+    )
     listen = config.node.peer_listen
     replicator.start(None if listen is None else (listen.host, listen.port))
     log.info(

@@ -19,6 +19,22 @@ NOTIFYed (the writer's notifier polls serials) and logged like any other.
 * **Acknowledgements.** After applying a batch a node sends ACK with its vectors: what the peer
   may count as delivered (status, lag).  Every ``VECTORS_EVERY`` seconds the nodes exchange
   vectors again, which also repairs a push that was lost (anti-entropy by vectors).
+* **State transfer.** A peer that lacks a zone, or lacks changes this node no longer has in
+  its oplog (collected, or received inside a state), gets the zone's whole merge state in
+  parts (``Snapshot.state_entries``, one read transaction) and merges it (``ChangeOp.STATE``).
+* **Digests.** Every ``digest_every`` seconds, for each zone whose vector the peer reported
+  equal to ours, the nodes exchange digests of what they serve (64 buckets by name); buckets
+  that differ at equal vectors are asked for and merged as a union: divergence that vectors
+  cannot see (a restored backup, a store changed behind xdnsd's back) is repaired.
+* **Tombstones.** A peer's acknowledged vector counts once this node has everything in it
+  (it is *stable*: every change concurrent with what it covers is here); stable vectors are
+  kept in the store (``cursors``).  Every ``gc_every`` seconds, deletes and oplog entries
+  older than the retention and within every peer's stable vector are collected
+  (``Store.collect_garbage``); a peer away longer than the retention is not waited for, and
+  gets a state transfer when it returns.
+* **Flow control.** Each connection is a push producer of its transport: when the peer reads
+  slower than we send and the send buffer passes ``SEND_BUFFER``, pushing and state parts
+  stop until it drains; changes waiting for dependencies are bounded (``WAITING_MAX``).
 * **Status.** Each peer's state goes to the store (``sync_status``, ``peer/ID``): connected or
   not, since when, the last vectors it acknowledged, the changes it still lacks, the last
   error; ``xdnsd peers`` prints it.
@@ -28,25 +44,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import dns.name
-from twisted.internet import protocol
+from twisted.internet import interfaces, protocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from xdnsd.model import Changeset
+from xdnsd.model import ChangeOp, Changeset, StateTransfer
 from xdnsd.replication.session import (
     MAX_FRAME,
     AckReceived,
     Authenticated,
     ChangesReceived,
+    DigestReceived,
     Failed,
     PeerSession,
+    StateReceived,
+    StateRequested,
     VectorsReceived,
 )
-from xdnsd.store import NotReady, Store
+from xdnsd.store import NotReady, Store, StoreError
 
 log = logging.getLogger("xdnsd.replication")
 
@@ -56,6 +77,10 @@ STATUS_EVERY = 1.0  # seconds between status writes
 VECTORS_EVERY = 2.0  # seconds between vector exchanges (anti-entropy: repairs a lost push)
 RECONNECT_MAX = 30.0
 STATUS_PREFIX = "peer/"
+DIGEST_EVERY = 30.0  # seconds between digest exchanges
+STATE_PART = 1 << 20  # bytes of entries per STATE frame
+SEND_BUFFER = 4 << 20  # bytes queued to a peer before pushing pauses
+WAITING_MAX = 100_000  # changes waiting for their dependencies, at most
 
 
 @dataclass
@@ -72,8 +97,19 @@ class PeerState:
     sent_sequence: dict[dns.name.Name, int] = field(default_factory=dict)
     error: str | None = None
     delay: float = 1.0  # next redial after this many seconds
+    # on this connection: whether its vectors came in yet, and the zones they named
+    vectors_in: bool = False
+    reported: set[dns.name.Name] = field(default_factory=set)
+    state_out: set[dns.name.Name] = field(default_factory=set)  # states being sent to it
+    incoming: dict[dns.name.Name, list[tuple[int, bytes, bytes]]] = field(default_factory=dict)
+    more: bool = False  # a push stopped by flow control: go on when the transport drains
+    # durable (``cursors``): the acknowledged vectors this node had everything of, and when
+    # the peer was last heard from
+    stable: dict[dns.name.Name, dict[str, int]] = field(default_factory=dict)
+    seen: float = 0.0
 
 
+@implementer(interfaces.IPushProducer)
 class PeerConnection(protocol.Protocol):
     def __init__(self, replicator: Replicator, expect: str | None) -> None:
         self.replicator = replicator
@@ -81,6 +117,36 @@ class PeerConnection(protocol.Protocol):
         self.session = PeerSession(replicator.node_id, keys, expect=expect)
         self.expect = expect
         self.peer: PeerState | None = None
+        self.paused = False
+        self.streams: deque[Iterator[bytes]] = deque()  # frames to send as the peer reads
+
+    # flow control: the transport pauses us when its send buffer is full
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.pump()
+        if self.peer is not None and self.peer.more and not self.paused:
+            self.peer.more = False
+            self.replicator._push(self.peer)
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+    def pump(self) -> None:
+        """Send queued frames (state parts) until they are done or the transport is full."""
+        while self.streams and not self.paused:
+            try:
+                frame = next(self.streams[0])
+            except StopIteration:
+                self.streams.popleft()
+                continue
+            except Exception:
+                self.streams.popleft()
+                log.exception("building a state for peer %s failed", self.expect or "?")
+                continue
+            self.send(frame)
 
     def send(self, data: bytes) -> None:
         transport: Any = self.transport
@@ -91,6 +157,9 @@ class PeerConnection(protocol.Protocol):
         transport.loseConnection()
 
     def connectionMade(self) -> None:
+        transport: Any = self.transport
+        transport.bufferSize = SEND_BUFFER
+        transport.registerProducer(self, True)
         self.send(self.session.hello())
 
     def dataReceived(self, data: bytes) -> None:
@@ -109,14 +178,27 @@ class PeerConnection(protocol.Protocol):
                 self.peer = self.replicator.connected(event.peer, self)
             elif self.peer is not None:
                 if isinstance(event, VectorsReceived):
-                    self.peer.acked = {z: dict(vv) for z, vv in event.vectors.items()}
+                    self.replicator.acknowledged(self.peer, event.vectors)
+                    self.peer.vectors_in = True
+                    self.peer.reported = set(event.vectors)
                     self.replicator.send_missing(self.peer, event.vectors)
                 elif isinstance(event, ChangesReceived):
                     self.replicator.receive(self.peer, event.changes)
                 elif isinstance(event, AckReceived):
-                    self.peer.acked = {z: dict(vv) for z, vv in event.vectors.items()}
+                    self.replicator.acknowledged(self.peer, event.vectors)
+                elif isinstance(event, StateReceived):
+                    self.replicator.receive_state(self.peer, event)
+                elif isinstance(event, StateRequested):
+                    self.replicator.send_state(self.peer, event.zone, event.buckets, event.repair)
+                elif isinstance(event, DigestReceived):
+                    self.replicator.compare_digests(self.peer, event.digests)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        for stream in self.streams:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # ends its read transaction
+        self.streams.clear()
         if self.peer is not None:
             self.replicator.disconnected(self.peer, self, reason.getErrorMessage())
         elif self.expect is not None:  # our dial ended before the peer was authenticated
@@ -159,14 +241,32 @@ class Replicator:
         node_id: str,
         peers: Mapping[str, tuple[str, int, bytes]],
         reactor: Any,
+        retention: float = 7 * 86400.0,
+        digest_every: float = DIGEST_EVERY,
     ) -> None:
-        """``peers``: node id -> (host, port, key)."""
+        """``peers``: node id -> (host, port, key); ``retention``: seconds a delete is kept
+        after every peer has it (config ``[node] tombstone_retention``)."""
         self.store = store
         self.node_id = node_id
         self.reactor = reactor
+        self.retention = retention
+        self.gc_every = min(max(retention / 4, 1.0), 600.0)
+        self.digest_every = digest_every
         self.peers = {
             pid: PeerState(pid, host, port, key) for pid, (host, port, key) in peers.items()
         }
+        started = time.time()
+        cursors = store.statuses(STATUS_PREFIX, table="cursors")
+        for peer in self.peers.values():
+            doc = cursors.get(STATUS_PREFIX + peer.id, {})
+            peer.seen = float(doc.get("seen", started))
+            peer.stable = {
+                dns.name.from_text(z): {str(n): int(c) for n, c in vv.items()}
+                for z, vv in doc.get("stable", {}).items()
+            }
+        self._last_gc = started
+        self._last_digests = started
+        self._digests: dict[int, tuple[int, tuple[dict[str, int], list[int]]]] = {}
         self._generations: dict[int, int] = {}
         self.waiting: list[Changeset] = []  # changes from peers whose dependencies are not in
         self._zone_set = -1
@@ -208,6 +308,12 @@ class Replicator:
         peer.error = None
         peer.sent = {}
         peer.sent_sequence = {}
+        peer.vectors_in = False
+        peer.reported = set()
+        peer.state_out = set()
+        peer.incoming = {}
+        peer.more = False
+        peer.seen = time.time()
         log.info("peer %s connected", peer_id)
         connection.send(connection.session.vectors(self._vectors()))
         return peer
@@ -243,24 +349,41 @@ class Replicator:
     def _push(self, peer: PeerState, own_only: bool = False) -> None:
         """Send ``peer`` the changes it lacks; with ``own_only``, only this node's (the push
         after a local commit: in a full mesh every origin pushes its own, and the changes
-        that came from elsewhere reach a peer with the next vector exchange)."""
+        that came from elsewhere reach a peer with the next vector exchange).  A zone it
+        lacks, or lacks changes of that the oplog no longer holds, goes as a state."""
         connection = peer.connection
-        if connection is None or not connection.session.open:
+        if connection is None or not connection.session.open or not peer.vectors_in:
             return
         for meta in self.store.list_zones():
-            known = peer.sent.setdefault(meta.name, {})
+            zone = meta.name
+            if connection.paused:
+                peer.more = True  # go on when the peer has read what is queued
+                return
+            if zone in peer.state_out:
+                continue
+            known = peer.sent.setdefault(zone, {})
             if all(known.get(n, 0) >= c for n, c in meta.vv.items()):
                 continue
             if own_only and known.get(self.node_id, 0) >= meta.vv.get(self.node_id, 0):
                 continue
             with self.store.snapshot() as snap:
-                after = peer.sent_sequence.get(meta.name, 0)
-                changes = snap.encoded_changes_since(meta.name, known, after=after)
-                if not own_only:  # everything up to here has been looked at for this peer
-                    peer.sent_sequence[meta.name] = snap.sequence(meta.name)
+                try:
+                    whole = zone not in peer.reported or snap.oplog_gap(zone, known)
+                    if not whole:
+                        after = peer.sent_sequence.get(zone, 0)
+                        changes = snap.encoded_changes_since(zone, known, after=after)
+                        sequence = snap.sequence(zone)
+                except StoreError:
+                    continue  # dropped meanwhile
+            if whole:
+                self.send_state(peer, zone, None, repair=False)
+                continue
             if own_only:
                 changes = [(dot, raw) for dot, raw in changes if dot.node == self.node_id]
             for start in range(0, len(changes), BATCH):
+                if connection.paused:
+                    peer.more = True
+                    return
                 batch = changes[start : start + BATCH]
                 frame = connection.session.changes(raw for _dot, raw in batch)
                 if len(frame) > MAX_FRAME // 2 and len(batch) > 1:
@@ -270,6 +393,193 @@ class Replicator:
                     connection.send(frame)
                 for dot, _raw in batch:
                     known[dot.node] = max(known.get(dot.node, 0), dot.counter)
+            if not own_only:  # everything up to here has been looked at for this peer
+                peer.sent_sequence[zone] = sequence
+
+    def send_state(
+        self,
+        peer: PeerState,
+        zone: dns.name.Name,
+        buckets: frozenset[int] | None,
+        repair: bool,
+    ) -> None:
+        """Queue the zone's state (or the names in ``buckets``) for ``peer``: sent in parts
+        as fast as it reads them."""
+        connection = peer.connection
+        if connection is None or not connection.session.open or zone in peer.state_out:
+            return
+        peer.state_out.add(zone)
+        connection.streams.append(self._state_parts(peer, connection, zone, buckets, repair))
+        connection.pump()
+
+    def _state_parts(
+        self,
+        peer: PeerState,
+        connection: PeerConnection,
+        zone: dns.name.Name,
+        buckets: frozenset[int] | None,
+        repair: bool,
+    ) -> Iterator[bytes]:
+        session = connection.session
+        count = 0
+        try:
+            with self.store.snapshot() as snap:  # one version, however long the peer takes
+                try:
+                    meta, entries = snap.state_entries(zone, buckets)
+                except StoreError:
+                    return
+                vv = dict(meta.vv)
+                part: list[tuple[int, bytes, bytes]] = []
+                size = 0
+                for entry in entries:
+                    part.append(entry)
+                    count += 1
+                    size += len(entry[1]) + len(entry[2]) + 7
+                    if size >= STATE_PART:
+                        yield session.state(
+                            zone, vv, meta.serial_base, repair, buckets, part, False
+                        )
+                        part, size = [], 0
+                yield session.state(zone, vv, meta.serial_base, repair, buckets, part, True)
+            if not repair:  # it has all of it now (TCP): as if every change had been sent
+                known = peer.sent.setdefault(zone, {})
+                for node, counter in vv.items():
+                    known[node] = max(known.get(node, 0), counter)
+                peer.reported.add(zone)
+            log.info(
+                "sent the %s of zone %s to peer %s: %d entries",
+                "state" if buckets is None else f"{len(buckets)} bucket(s)",
+                zone,
+                peer.id,
+                count,
+            )
+        finally:
+            peer.state_out.discard(zone)
+
+    def receive_state(self, peer: PeerState, part: StateReceived) -> None:
+        """Collect a state's parts; merge it (one commit) when the last is in."""
+        entries = peer.incoming.setdefault(part.zone, [])
+        entries.extend(part.entries)
+        if not part.last:
+            return
+        del peer.incoming[part.zone]
+        transfer = StateTransfer(
+            dict(part.vv), part.serial_base, tuple(entries), part.repair, part.buckets
+        )
+        cs = Changeset(part.zone, origin=f"peer:{peer.id}", op=ChangeOp.STATE, state=transfer)
+        started = time.monotonic()
+        (outcome,) = self.store.commit_batch([(part.zone, _given(cs))])
+        if isinstance(outcome, Exception):
+            log.error("state of zone %s from peer %s not merged: %s", part.zone, peer.id, outcome)
+        else:
+            log.info(
+                "merged the %s of zone %s from peer %s: %d entries in %.2f s",
+                "state" if part.buckets is None else f"{len(part.buckets)} repaired bucket(s)",
+                part.zone,
+                peer.id,
+                len(entries),
+                time.monotonic() - started,
+            )
+        self.receive(peer, ())  # what waited for changes inside the state, and the ACK
+
+    def acknowledged(
+        self, peer: PeerState, vectors: Mapping[dns.name.Name, Mapping[str, int]]
+    ) -> None:
+        """A peer's vectors (ACK or VECTORS): its lag, and what may be collected."""
+        peer.acked = {z: dict(vv) for z, vv in vectors.items()}
+        peer.seen = time.time()
+        mine = {meta.name: meta.vv for meta in self.store.list_zones()}
+        for zone, vv in vectors.items():
+            own = mine.get(zone)
+            if own is not None and all(own.get(n, 0) >= c for n, c in vv.items()):
+                stable = peer.stable.setdefault(zone, {})
+                for node, counter in vv.items():
+                    stable[node] = max(stable.get(node, 0), counter)
+
+    # --- anti-entropy by digest ------------------------------------------------------------
+
+    def _digest(self, zone_id: int, generation: int, zone: dns.name.Name) -> Any:
+        cached = self._digests.get(zone_id)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        with self.store.snapshot() as snap:
+            digest = snap.digest(zone)
+        self._digests[zone_id] = (generation, digest)
+        return digest
+
+    def send_digests(self, peer: PeerState) -> None:
+        """Digests of the zones whose vector the peer last reported equal to ours."""
+        connection = peer.connection
+        if connection is None or not connection.session.open or connection.paused:
+            return
+        digests = {}
+        for meta in self.store.list_zones():
+            if peer.acked.get(meta.name) == meta.vv:
+                digest = self._digest(meta.zone_id, meta.generation, meta.name)
+                if digest[0] == meta.vv:
+                    digests[meta.name] = digest
+        if digests:
+            connection.send(connection.session.digests(digests))
+
+    def compare_digests(
+        self, peer: PeerState, digests: Mapping[dns.name.Name, tuple[dict[str, int], list[int]]]
+    ) -> None:
+        """A zone at the same vector on both nodes must serve the same: ask the peer for the
+        names in the buckets that differ, to merge as a union."""
+        connection = peer.connection
+        if connection is None or not connection.session.open:
+            return
+        zones = {meta.name: meta for meta in self.store.list_zones()}
+        for zone, (vv, buckets) in digests.items():
+            meta = zones.get(zone)
+            if meta is None or meta.vv != vv:
+                continue
+            mine = self._digest(meta.zone_id, meta.generation, zone)
+            if mine[0] != vv or len(mine[1]) != len(buckets):
+                continue
+            differ = frozenset(
+                i for i, (a, b) in enumerate(zip(mine[1], buckets, strict=True)) if a != b
+            )
+            if differ:
+                log.warning(
+                    "zone %s: peer %s serves different data at the same version vector "
+                    "(%d of %d digest buckets differ); asking for them to repair",
+                    zone,
+                    peer.id,
+                    len(differ),
+                    len(buckets),
+                )
+                connection.send(connection.session.state_request(zone, differ, True))
+
+    # --- tombstones ---------------------------------------------------------------------
+
+    def collect(self, now: float | None = None) -> dict[str, int]:
+        """Collect deletes and oplog entries every peer has and the retention has passed."""
+        now = time.time() if now is None else now
+        total: dict[str, int] = {}
+        for meta in self.store.list_zones():
+            horizon = dict(meta.vv)
+            for peer in self.peers.values():
+                connected = peer.connection is not None and peer.connection.session.open
+                if not connected and now - peer.seen > self.retention:
+                    continue  # away too long: not waited for; it gets a state when back
+                theirs = peer.stable.get(meta.name, {})
+                for node in horizon:
+                    horizon[node] = min(horizon[node], theirs.get(node, 0))
+            if not any(horizon.values()):
+                continue
+            counts = self.store.collect_garbage(
+                meta.name, horizon, int((now - self.retention) * 1000)
+            )
+            if any(counts.values()):
+                log.info(
+                    "zone %s: collected %s",
+                    meta.name,
+                    ", ".join(f"{n} {k}" for k, n in counts.items() if n),
+                )
+            for kind, n in counts.items():
+                total[kind] = total.get(kind, 0) + n
+        return total
 
     def receive(self, peer: PeerState, changes: tuple[Changeset, ...]) -> None:
         """Commit what a peer sent, in one transaction per pass (one sync for many changes).
@@ -281,7 +591,7 @@ class Replicator:
             progress = False
             batch, self.waiting = self.waiting, []
             planners = [(cs.zone, _given(cs)) for cs in batch]
-            outcomes = self.store.commit_batch(planners)
+            outcomes = self.store.commit_batch(planners) if planners else []
             for cs, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, NotReady):
                     self.waiting.append(cs)
@@ -291,6 +601,20 @@ class Replicator:
                     progress = True
                     if outcome is not None and outcome.applied:
                         self.applied += 1
+        if len(self.waiting) > WAITING_MAX:
+            # bounded: drop what came from this peer and start its connection over; what it
+            # sent is sent again after the vector exchange of the new connection
+            log.warning(
+                "%d changes wait for others; dropping peer %s's and reconnecting",
+                len(self.waiting),
+                peer.id,
+            )
+            self.waiting = [cs for cs in self.waiting if cs.origin != f"peer:{peer.id}"][
+                :WAITING_MAX
+            ]
+            if peer.connection is not None:
+                peer.connection.close()
+            return
         connection = peer.connection
         if connection is not None and connection.session.open:
             connection.send(connection.session.ack(self._vectors()))
@@ -328,6 +652,13 @@ class Replicator:
                 for peer in self.peers.values():
                     if peer.connection is not None and peer.connection.session.open:
                         peer.connection.send(peer.connection.session.vectors(vectors))
+            if now - self._last_digests >= self.digest_every:
+                self._last_digests = now
+                for peer in self.peers.values():
+                    self.send_digests(peer)
+            if now - self._last_gc >= self.gc_every:
+                self._last_gc = now
+                self.collect(now)
             if now - self._last_status >= STATUS_EVERY:
                 self._last_status = now
                 self.write_status()
@@ -354,4 +685,12 @@ class Replicator:
                     "error": peer.error,
                     "updated": time.time(),
                 },
+            )
+            self.store.put_status(
+                STATUS_PREFIX + peer.id,
+                {
+                    "seen": peer.seen,
+                    "stable": {z.to_text(): vv for z, vv in peer.stable.items()},
+                },
+                table="cursors",
             )

@@ -10,6 +10,11 @@ zones:
              asked): the other side answers with the changes the vector lacks;
 ``CHANGES``  changesets (``model.encode_changeset``), in the order to apply them;
 ``ACK``      the version vectors a node has now applied (lag, and when tombstones may go).
+``STATE``    a zone's whole merge state (``model.StateTransfer``) in parts, for a node the
+             changes cannot bring up to date (new, or missing changes collected since);
+``DIGEST``   per zone, the vector and a digest of what is served, in buckets by name (every
+             ``DIGEST_EVERY``): a node at the same vector whose buckets differ asks for them
+             with ``STATE_REQUEST`` and merges them as a union (anti-entropy beyond vectors).
 
 An unknown node id, a wrong proof, an unexpected frame or a frame over ``MAX_FRAME`` ends the
 session (``Failed``) before the peer has learned anything but our node id; the transport then
@@ -29,7 +34,7 @@ from dataclasses import dataclass
 
 import dns.name
 
-from xdnsd.model import Changeset, decode_changeset, encode_changeset
+from xdnsd.model import STATE_KINDS, Changeset, decode_changeset, encode_changeset
 
 PROTOCOL = 1
 MAX_FRAME = 16 << 20
@@ -43,6 +48,9 @@ class Frame(enum.IntEnum):
     VECTORS = 3
     CHANGES = 4
     ACK = 5
+    DIGEST = 6
+    STATE_REQUEST = 7
+    STATE = 8
 
 
 Vectors = dict[dns.name.Name, dict[str, int]]
@@ -72,11 +80,46 @@ class AckReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestReceived:
+    digests: dict[dns.name.Name, tuple[dict[str, int], list[int]]]
+
+
+@dataclass(frozen=True, slots=True)
+class StateRequested:
+    zone: dns.name.Name
+    buckets: frozenset[int] | None
+    repair: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StateReceived:
+    """One part of a zone's state; ``last`` ends it.  Every part repeats the header."""
+
+    zone: dns.name.Name
+    vv: dict[str, int]
+    serial_base: int
+    repair: bool
+    buckets: frozenset[int] | None
+    entries: list[tuple[int, bytes, bytes]]
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     reason: str  # for our log; the peer is told nothing
 
 
-Event = Authenticated | VectorsReceived | ChangesReceived | AckReceived | Failed
+Event = (
+    Authenticated
+    | VectorsReceived
+    | ChangesReceived
+    | AckReceived
+    | DigestReceived
+    | StateRequested
+    | StateReceived
+    | Failed
+)
+_ENTRY = struct.Struct("!BHI")  # kind, key length, value length
 
 
 class _State(enum.Enum):
@@ -163,6 +206,54 @@ class PeerSession:
         self._require_open()
         return _frame(Frame.ACK, _vectors_json(vectors))
 
+    def digests(
+        self, digests: Mapping[dns.name.Name, tuple[Mapping[str, int], list[int]]]
+    ) -> bytes:
+        self._require_open()
+        body = {
+            zone.to_text(): {"vv": dict(vv), "buckets": [f"{b:016x}" for b in buckets]}
+            for zone, (vv, buckets) in digests.items()
+        }
+        return _frame(Frame.DIGEST, json.dumps(body, sort_keys=True).encode())
+
+    def state_request(
+        self, zone: dns.name.Name, buckets: frozenset[int] | None, repair: bool
+    ) -> bytes:
+        self._require_open()
+        body = {
+            "zone": zone.to_text(),
+            "buckets": None if buckets is None else sorted(buckets),
+            "repair": repair,
+        }
+        return _frame(Frame.STATE_REQUEST, json.dumps(body).encode())
+
+    def state(
+        self,
+        zone: dns.name.Name,
+        vv: Mapping[str, int],
+        serial_base: int,
+        repair: bool,
+        buckets: frozenset[int] | None,
+        entries: Iterable[tuple[int, bytes, bytes]],
+        last: bool,
+    ) -> bytes:
+        """One part of a zone's state; the caller keeps parts well under ``MAX_FRAME``."""
+        self._require_open()
+        head = json.dumps(
+            {
+                "zone": zone.to_text(),
+                "vv": dict(vv),
+                "serial_base": serial_base,
+                "repair": repair,
+                "buckets": None if buckets is None else sorted(buckets),
+                "last": last,
+            }
+        ).encode()
+        parts = [struct.pack("!I", len(head)), head]
+        for kind, key, value in entries:
+            parts += (_ENTRY.pack(kind, len(key), len(value)), key, value)
+        return _frame(Frame.STATE, b"".join(parts))
+
     def _require_open(self) -> None:
         if self._state is not _State.OPEN:
             raise RuntimeError(f"peer session is not open ({self._state.value})")
@@ -215,6 +306,20 @@ class PeerSession:
             events.append(AckReceived(_vectors_from(payload)))
         elif kind == Frame.CHANGES:
             events.append(ChangesReceived(tuple(_changes_from(payload))))
+        elif kind == Frame.DIGEST:
+            events.append(DigestReceived(_digests_from(payload)))
+        elif kind == Frame.STATE_REQUEST:
+            raw = json.loads(payload)
+            buckets = raw["buckets"]
+            events.append(
+                StateRequested(
+                    dns.name.from_text(raw["zone"]),
+                    None if buckets is None else frozenset(int(b) for b in buckets),
+                    bool(raw["repair"]),
+                )
+            )
+        elif kind == Frame.STATE:
+            events.append(_state_from(payload))
         else:
             self._fail(events, f"unexpected frame {kind}")
         return b""
@@ -271,3 +376,39 @@ def _changes_from(payload: bytes) -> list[Changeset]:
         out.append(cs)
         i += size
     return out
+
+
+def _digests_from(payload: bytes) -> dict[dns.name.Name, tuple[dict[str, int], list[int]]]:
+    raw = json.loads(payload)
+    out = {}
+    for zone, item in raw.items():
+        vv = _vectors_from(json.dumps({zone: item["vv"]}).encode())[dns.name.from_text(zone)]
+        buckets = [int(b, 16) for b in item["buckets"]]
+        out[dns.name.from_text(zone)] = (vv, buckets)
+    return out
+
+
+def _state_from(payload: bytes) -> StateReceived:
+    (hlen,) = struct.unpack_from("!I", payload, 0)
+    head = json.loads(payload[4 : 4 + hlen])
+    zone = dns.name.from_text(head["zone"])
+    vv = _vectors_from(json.dumps({head["zone"]: head["vv"]}).encode())[zone]
+    buckets = head["buckets"]
+    entries = []
+    i = 4 + hlen
+    while i < len(payload):
+        kind, klen, vlen = _ENTRY.unpack_from(payload, i)
+        i += _ENTRY.size
+        if kind >= len(STATE_KINDS) or i + klen + vlen > len(payload):
+            raise ValueError("state entry out of bounds")
+        entries.append((kind, payload[i : i + klen], payload[i + klen : i + klen + vlen]))
+        i += klen + vlen
+    return StateReceived(
+        zone,
+        vv,
+        int(head["serial_base"]),
+        bool(head["repair"]),
+        None if buckets is None else frozenset(int(b) for b in buckets),
+        entries,
+        bool(head["last"]),
+    )

@@ -93,8 +93,7 @@ class Cluster:
         )
         if node not in self.zoneless:
             config.write_text(
-                config.read_text()
-                + f'[[zones]]\nname = "example.test"\nfile = "{self._zone}"\n'
+                config.read_text() + f'[[zones]]\nname = "example.test"\nfile = "{self._zone}"\n'
                 'update_policy = ["grant upd zonesub ANY"]\nallow_transfer = ["key upd"]\n'
             )
         self.configs[node] = config
@@ -385,6 +384,36 @@ def test_a_conflict_across_a_cut_link_is_seen_and_resolved_everywhere(tmp_path: 
             time.sleep(0.2)
         cluster.wait_converged()
         assert "www.example.test. 600 1 192.0.2.80" in cluster.zone("ns1")
+
+        # the real nsupdate: ns1 deletes the name while ns2 adds beside what it had there
+        proxy.cut()
+        nsupdate(cluster.dns_ports["ns1"], "update delete www.example.test\n")
+        nsupdate(cluster.dns_ports["ns2"], "update add www.example.test 600 AAAA 2001:db8::80\n")
+        proxy.start()
+        deadline = time.monotonic() + WAIT
+        while True:
+            seen = [conflicts_on(cluster.configs[n]) for n in cluster.nodes]
+            if all(seen) and seen[0] == seen[1]:
+                break
+            assert time.monotonic() < deadline, (seen, cluster.logs())
+            time.sleep(0.2)
+        (conflict,) = seen[0]
+        assert conflict["kind"] == "delete-vs-add", conflict
+        cluster.wait_converged()
+        run_cli(
+            "conflicts",
+            "resolve",
+            str(conflict["id"]),
+            "--keep",
+            "ns2",
+            config=cluster.configs["ns1"],
+        )
+        deadline = time.monotonic() + WAIT
+        while any(conflicts_on(cluster.configs[n]) for n in cluster.nodes):
+            assert time.monotonic() < deadline, cluster.logs()
+            time.sleep(0.2)
+        cluster.wait_converged()
+        assert "www.example.test. 600 28 2001:db8::80" in cluster.zone("ns2")
     finally:
         proxy.cut()
         cluster.stop_all()

@@ -41,8 +41,9 @@ Planned = tuple[list[RR], list[RR], list[tuple[dns.name.Name, int]]]
 def plan_change(served: list[RR], kind: int, pick: int, ttl: int) -> Planned | None:
     """(removed, added, cleared) of one change made from what a node serves, as an UPDATE would
     make it: 0 add an A record (the RRset takes its TTL, RFC 2136), 1 delete one, 2 change the A
-    RRset's TTL, 3 delete the A RRset as a whole, 4 delete the name, 5 put or replace the CNAME;
-    None when that makes no sense there (data beside a CNAME, nothing to delete)."""
+    RRset's TTL, 3 delete the A RRset as a whole, 4 delete the name, 5 put or replace the CNAME,
+    6 replace the A RRset (delete it as a whole and add one record, in one change); None when
+    that makes no sense there (data beside a CNAME, nothing to delete)."""
     owner = OWNERS[pick % len(OWNERS)]
     second = pick // len(OWNERS)
     here = [r for r in served if r.owner == owner]
@@ -62,6 +63,9 @@ def plan_change(served: list[RR], kind: int, pick: int, ttl: int) -> Planned | N
         return here, [], [(owner, ANY)]
     if kind == 5 and not a_set:
         return cname, [rr(owner, ttl, "CNAME", TARGETS[second % len(TARGETS)])], []
+    if kind == 6 and a_set:
+        new = rr(owner, ttl, "A", ADDRESSES[second % len(ADDRESSES)])
+        return [r for r in a_set if r != new], [new], [(owner, A)]
     return None
 
 
@@ -97,7 +101,7 @@ steps = st.lists(
         st.tuples(
             st.just("change"),
             st.sampled_from(NODES),
-            st.integers(0, 5),
+            st.integers(0, 6),
             st.integers(0, 11),
             st.sampled_from([300, 600]),
             st.integers(0, 3),
@@ -191,6 +195,26 @@ def _assert_one_conflict_per_disagreeing_pair(state: ZoneState) -> None:
                     if c.subject == subject and {first.dot, second.dot} <= {s.dot for s in c.sides}
                 ]
                 assert len(holding) == 1, (subject, first, second, record_conflicts)
+    # a delete-as-a-whole and a concurrent add under it: one conflict of the name holds them,
+    # unless the two changes also wrote that record differently (its record conflict)
+    clear_conflicts = [c for c in conflicts if c.kind == "delete-vs-add"]
+    for clears in state.clears.values():
+        for clear in clears:
+            for siblings in state.slots.values():
+                top = siblings[0]
+                if not (
+                    top.present
+                    and clear.covers(top.rr)
+                    and top.dot != clear.dot
+                    and not top.saw(clear.dot)
+                    and dict(clear.context).get(top.dot.node, 0) < top.dot.counter
+                    and clear.dot not in {w.dot for w in siblings}
+                ):
+                    continue
+                holding = [
+                    c for c in clear_conflicts if {clear.dot, top.dot} <= {s.dot for s in c.sides}
+                ]
+                assert len(holding) == 1, (clear, top, clear_conflicts)
 
 
 # --------------------------------------------------------------------------- examples
@@ -251,6 +275,35 @@ def test_delete_rrset_against_a_concurrent_add_is_a_conflict() -> None:
     assert conflict.kind == "delete-vs-add"
     assert conflict.winner.dot == a.dot  # the delete is later: the added record is held back
     assert one.resolve()[0] == []
+
+
+@pytest.mark.parametrize("keep", ["n1", "n2"])
+def test_two_replacements_of_one_rrset_are_one_conflict(keep: str) -> None:
+    """Both nodes replace the A RRset (RFC 2136 delete RRset + add): one conflict with both
+    deletes and both adds; keeping a node's side serves exactly what that node put."""
+    one, two = two_nodes()
+    owner = OWNERS[0]
+    old = rr(owner, 300, "A", "192.0.2.1")
+    a = one.local("n1", 9, [old], [rr(owner, 300, "A", "192.0.2.8")], cleared=[(owner, A)])
+    b = two.local("n2", 5, [old], [rr(owner, 300, "A", "192.0.2.9")], cleared=[(owner, A)])
+    (conflict,) = exchange(one, two, a, b)
+    assert conflict.kind == "delete-vs-add" and len(conflict.sides) == 4
+    assert [r.to_text() for r in one.resolve()[0]] == ["a.example.test. 300 IN A 192.0.2.8"]
+    removed, added = plan_resolution(conflict, pick_side(conflict, keep, local_node="n1"))
+    fix = one.local("n1", 20, removed, added, origin="operator:test")
+    two.apply(fix)
+    assert one.resolve() == two.resolve() and one.resolve()[1] == []
+    wanted = "192.0.2.8" if keep == "n1" else "192.0.2.9"
+    assert [r.to_text() for r in one.resolve()[0]] == [f"a.example.test. 300 IN A {wanted}"]
+
+
+def test_two_ttl_replacements_are_the_record_conflict_only() -> None:
+    one, two = two_nodes()
+    old = rr(OWNERS[0], 300, "A", "192.0.2.1")
+    a = one.local("n1", 9, [old], [RR(old.owner, 600, old.rdata)], cleared=[(old.owner, A)])
+    b = two.local("n2", 5, [old], [RR(old.owner, 900, old.rdata)], cleared=[(old.owner, A)])
+    (conflict,) = exchange(one, two, a, b)
+    assert conflict.kind == "record"
 
 
 def test_different_cname_replacements_conflict() -> None:

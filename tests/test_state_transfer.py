@@ -78,7 +78,7 @@ steps = st.lists(
         st.tuples(
             st.just("change"),
             st.sampled_from(NODES),
-            st.integers(0, 5),
+            st.integers(0, 6),
             st.integers(0, 11),
             st.sampled_from([300, 600]),
         ),

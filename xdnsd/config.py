@@ -257,9 +257,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
 
     node = _take(raw, "node", dict, f, {})
     nw = f"{f}: [node]"
-    _no_unknown(
-        node, {"id", "peer_listen", "tombstone_retention", "anti_entropy_interval"}, nw
-    )
+    _no_unknown(node, {"id", "peer_listen", "tombstone_retention", "anti_entropy_interval"}, nw)
     node_id = _node_id(_take(node, "id", str, nw, "ns1"), f"{nw}.id")
     peer_listen_text = _take(node, "peer_listen", str, nw, None)
     peer_listen = None

@@ -297,15 +297,17 @@ def resolve_name(
     local to a name, so a store can resolve just the names a change touched."""
     conflicts: list[Conflict] = []
     present: dict[Key, Write] = {}
+    sibling_dots: dict[Key, set[Dot]] = {}
     for siblings in slots:
         top = siblings[0]
+        sibling_dots[slot_key(top.rr)] = {w.dot for w in siblings}
         if len({w.value for w in siblings}) > 1:
             rdata = top.rr.rdata.to_text()
             sides = map(_side, siblings)
             conflicts.append(_conflict("record", top.rr.owner, top.rr.rdtype, sides, rdata))
         if top.present:
             present[slot_key(top.rr)] = top
-    _clear_conflicts(present, clears, conflicts)
+    _clear_conflicts(present, clears, conflicts, sibling_dots)
     rrsets: dict[int, list[Write]] = {}
     for w in present.values():
         rrsets.setdefault(w.rr.rdtype, []).append(w)
@@ -320,24 +322,44 @@ def resolve_name(
 
 
 def _clear_conflicts(
-    present: dict[Key, Write], clears: Iterable[Clear], conflicts: list[Conflict]
+    present: dict[Key, Write],
+    clears: Iterable[Clear],
+    conflicts: list[Conflict],
+    sibling_dots: Mapping[Key, set[Dot]],
 ) -> None:
-    """A record added concurrently with a delete of its RRset or name: the later wins.
+    """Records added concurrently with a delete of their RRset or name: the later wins.
 
     Every delete is held against the same records (those present before any is applied), so
-    the outcome does not depend on the order the deletes are looked at."""
+    the outcome does not depend on the order the deletes are looked at.  The name gets one
+    conflict holding every such delete and add (two nodes that both replaced an RRset are
+    one conflict, not one per direction); a pair whose changes also wrote the same record
+    differently is that record's conflict already, and is not repeated here."""
     hidden: set[Key] = set()
+    clear_sides: dict[Dot, Clear] = {}
+    areas: set[Area] = set()
+    write_sides: dict[tuple[Dot, Key], Write] = {}
     for clear in clears:
         concurrent = [
             (key, w)
             for key, w in present.items()
-            if clear.covers(w.rr) and not _saw(clear.context, w.dot) and not w.saw(clear.dot)
+            if clear.covers(w.rr)
+            and w.dot != clear.dot  # the change that deleted the RRset put it back after
+            and not _saw(clear.context, w.dot)
+            and not w.saw(clear.dot)
         ]
-        if not concurrent:
-            continue
-        sides = [_clear_side(clear)] + [_side(w) for _key, w in concurrent]
-        conflicts.append(_conflict("delete-vs-add", clear.area[0], clear.area[1], sides))
         hidden.update(key for key, w in concurrent if clear.rank > w.rank)
+        reported = [(key, w) for key, w in concurrent if clear.dot not in sibling_dots[key]]
+        if reported:
+            clear_sides[clear.dot] = clear
+            areas.add(clear.area)
+            write_sides.update(((w.dot, key), w) for key, w in reported)
+    if clear_sides:
+        owner = next(iter(areas))[0]
+        types = {rdtype for _owner, rdtype in areas}
+        rdtype = types.pop() if len(types) == 1 else ANY
+        sides = [_clear_side(c) for c in clear_sides.values()]
+        sides += [_side(w) for w in write_sides.values()]
+        conflicts.append(_conflict("delete-vs-add", owner, rdtype, sides))
     for key in hidden:
         del present[key]
 
@@ -417,6 +439,12 @@ def _side_record(side: Side) -> tuple[str, RR | None]:
     return "add", _parse_rr(text)
 
 
+def _clear_area(text: str) -> Area:
+    """The area of a delete-as-a-whole side ("delete OWNER TYPE")."""
+    _delete, owner, rdtype = text.split()
+    return dns.name.from_text(owner), int(dns.rdatatype.from_text(rdtype))
+
+
 def _parse_rr(text: str) -> RR:
     owner, ttl, _class, rdtype, rdata = text.split(None, 4)
     return RR(dns.name.from_text(owner), int(ttl), dns.rdata.from_text("IN", rdtype, rdata))
@@ -459,7 +487,18 @@ def plan_resolution(
         assert rr is not None
         return ([rr], []) if what == "delete" else ([], [rr])
     if conflict.kind == "delete-vs-add":
-        return (records, []) if what == "clear" else ([], records)
+        # as the kept side's change meant it: its deletes-as-a-whole stand against the
+        # others' adds (its own adds stay); a change that only added overrules the deletes
+        areas = [_clear_area(s.what) for s, w, _r in items if s.dot == keep.dot and w == "clear"]
+        removed = [
+            r
+            for s, w, r in items
+            if r is not None
+            and w == "add"
+            and s.dot != keep.dot
+            and any(r.owner == o and t in (ANY, r.rdtype) for o, t in areas)
+        ]
+        return removed, [r for r in records if r not in removed]
     if conflict.kind == "replaced":
         assert rr is not None
         return others, [rr]

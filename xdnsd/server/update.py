@@ -238,6 +238,9 @@ class _State:
         self.after: dict[dns.name.Name, _Node] = {}
         self.owners: dict[dns.name.Name, dns.name.Name] = {}  # keeps the zone file's case
         self.order: list[dns.name.Name] = []
+        # RRsets and names deleted as a whole (Changeset.cleared): what another node adds
+        # there concurrently is a conflict, not silently kept
+        self.cleared: dict[tuple[dns.name.Name, int], None] = {}
 
     def node(self, name: dns.name.Name) -> _Node:
         if name not in self.after:
@@ -373,11 +376,15 @@ def _apply(rec: _Rec, state: _State, origin: dns.name.Name) -> None:
         _add(rec.rdtype, rec.ttl, rec.rdata, node)
     elif rec.rdclass == ANY_CLASS:
         if rec.rdtype == ANY_TYPE:
-            for rdtype in list(node):
-                if not (apex and rdtype in (SOA, NS)):
-                    del node[rdtype]
-        elif not (apex and rec.rdtype in (SOA, NS)):
-            node.pop(rec.rdtype, None)
+            deleted = [t for t in node if not (apex and t in (SOA, NS))]
+            for rdtype in deleted:
+                del node[rdtype]
+            if deleted and not apex:
+                state.cleared[(rec.name, ANY_TYPE)] = None
+            elif apex:  # the apex keeps its SOA and NS: its other RRsets were deleted
+                state.cleared.update(((rec.name, t), None) for t in deleted)
+        elif not (apex and rec.rdtype in (SOA, NS)) and node.pop(rec.rdtype, None) is not None:
+            state.cleared[(rec.name, rec.rdtype)] = None
     else:  # NONE: delete one RR
         assert rec.rdata is not None
         if rec.rdtype == SOA:
@@ -480,5 +487,11 @@ def plan_update(
         return UpdatePlan(dns.rcode.SERVFAIL, None)
     if not removed and not added:
         return UpdatePlan(dns.rcode.NOERROR, None)
-    changeset = Changeset(zone=zorigin, removed=tuple(removed), added=tuple(added), origin=origin)
+    changeset = Changeset(
+        zone=zorigin,
+        removed=tuple(removed),
+        added=tuple(added),
+        origin=origin,
+        cleared=tuple(state.cleared),
+    )
     return UpdatePlan(dns.rcode.NOERROR, changeset)

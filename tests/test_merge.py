@@ -360,6 +360,21 @@ def test_soa_serial_is_not_part_of_the_slot() -> None:
     assert exchange(one, two, a, b) == []  # the same SOA fields: they agree
 
 
+def test_concurrent_soa_edits_are_a_replacement_conflict() -> None:
+    one, two = ZoneState(ZONE), ZoneState(ZONE)
+    a = one.local("n1", 5, added=[rr(ZONE, 300, "SOA", "ns1 host 10 7200 900 604800 60")])
+    b = two.local("n2", 6, added=[rr(ZONE, 300, "SOA", "ns1 host 11 3600 900 604800 30")])
+    (conflict,) = exchange(one, two, a, b)
+    assert conflict.kind == "replaced" and conflict.winner.dot == b.dot
+    (soa,) = one.resolve()[0]
+    assert soa.rdata.refresh == 3600 and soa.rdata.minimum == 30  # the later edit's fields
+    removed, added = plan_resolution(conflict, pick_side(conflict, "n1", local_node="n1"))
+    fix = one.local("n1", 20, removed, added, origin="operator:test")
+    two.apply(fix)
+    assert one.resolve() == two.resolve() and one.resolve()[1] == []
+    assert one.resolve()[0][0].rdata.refresh == 7200
+
+
 def _conflicted(kind: str) -> tuple[ZoneState, ZoneState, Conflict]:
     """Two nodes with one conflict of ``kind`` between them (n2's side the later)."""
     one, two = ZoneState(ZONE), ZoneState(ZONE)

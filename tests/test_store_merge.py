@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,6 +210,52 @@ def test_conflict_policy(directory: Path, policy: str) -> None:
             assert ttls == {900}  # the provisional winner either way
             assert len(every) == 1 and every[0]["kind"] == "record"
             assert len(open_) == (0 if lww else 1)
+    finally:
+        one.close()
+        two.close()
+
+
+def test_concurrent_soa_edits_converge_with_one_conflict(directory: Path) -> None:
+    """Both nodes edit SOA fields at once: both serve the same SOA (the later edit's fields,
+    the same serial) and list the same conflict; an edit after both ends it everywhere."""
+    one = Store(directory / "one", "n1")
+    two = Store(directory / "two", "n2")
+    try:
+        one.commit(Changeset(ZONE, added=tuple(parse_zone_text(BASE, ZONE)), op=ChangeOp.CREATE))
+        with one.snapshot() as snap:
+            two.commit(snap.changes_since(ZONE, {})[0])
+
+        def soa_edit(store: Store, refresh: int) -> None:
+            with store.snapshot() as snap:
+                old = snap.zone(ZONE).soa()
+            new = RR(old.owner, old.ttl, old.rdata.replace(refresh=refresh))
+            store.commit(Changeset(ZONE, (old,), (new,), origin="test"))
+
+        soa_edit(one, 7200)
+        time.sleep(0.002)
+        soa_edit(two, 1800)  # the later: its fields win
+        for store, other in ((one, two), (two, one)):
+            with other.snapshot() as snap:
+                for cs in snap.changes_since(ZONE, dict(store.list_zones()[0].vv)):
+                    store.commit(cs)
+        soas = []
+        for store in (one, two):
+            with store.snapshot() as snap:
+                soas.append(snap.zone(ZONE).soa())
+                (conflict,) = snap.conflicts(ZONE)
+                assert conflict["kind"] == "replaced"
+        assert soas[0].rdata == soas[1].rdata and soas[0].rdata.refresh == 1800
+        # sequential edits after that: no conflict, the fields follow, serials agree
+        soa_edit(one, 600)
+        with one.snapshot() as snap:
+            for cs in snap.changes_since(ZONE, dict(two.list_zones()[0].vv)):
+                two.commit(cs)
+        for store in (one, two):
+            with store.snapshot() as snap:
+                assert snap.conflicts(ZONE) == []
+                assert snap.zone(ZONE).soa().rdata.refresh == 600
+        with one.snapshot() as a, two.snapshot() as b:
+            assert a.zone(ZONE).soa().rdata == b.zone(ZONE).soa().rdata
     finally:
         one.close()
         two.close()

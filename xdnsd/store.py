@@ -898,6 +898,12 @@ def _suffix_owner(kind: int, suffix: bytes) -> bytes:
     return suffix[:-18]
 
 
+def _soa_slot_rr(rr: RR) -> RR:
+    """An SOA as its slot holds it: serial 0 (the store derives the served one), so that
+    nodes record the same write alike whatever serial each served with it."""
+    return rr if int(rr.rdata.serial) == 0 else _replace_soa_serial(rr, 0)  # type: ignore[attr-defined]
+
+
 def _zone_items(txn: Any, db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
     """The (key, value) pairs of one zone in a table (``prefix``: its zone id)."""
     cursor = txn.cursor(db=db)
@@ -1037,6 +1043,8 @@ class _Applied:
     old_soa: RR | None = None  # the SOA the changeset removed
     new_soa: RR | None = None  # the SOA the changeset added (its serial may be replaced)
     merged: bool = False  # applied by the merge rules (a change from a peer, or concurrent state)
+    # the SOA's fields came from this write (HLC, dot): the merge picked them among siblings
+    soa_write: tuple[int, Dot] | None = None
 
 
 _TRIM_EVERY = 64  # journal entries trimmed together
@@ -1438,6 +1446,7 @@ class Store:
         if base_soa is None:
             raise StoreError(f"zone {cs.zone} would be left without an SOA")
         nothing = not applied.removed and not applied.added and given_soa is None
+        wanted_soa = next((rr for rr in cs.added if rr.rdtype == SOA), None)
         # a merged change counts even when nothing served changed: its writes are state
         if nothing and cs.op is ChangeOp.CHANGE and not applied.merged:
             # do not advance the serial for a no-op
@@ -1447,15 +1456,23 @@ class Store:
             return res, []
         meta.vv[dot.node] = dot.counter
         meta.hlc = hlc
-        if given_soa is not None and cs.dot is None and cs.op is ChangeOp.CHANGE:
+        if wanted_soa is not None and cs.dot is None and cs.op is ChangeOp.CHANGE:
             # an operator's SOA with a higher serial (RFC 2136 3.4.2.2): serve that serial, and
             # derive the following ones from it
-            wanted = int(given_soa.rdata.serial)  # type: ignore[attr-defined]
+            wanted = int(wanted_soa.rdata.serial)  # type: ignore[attr-defined]
             if cs.exact_serial or serial_gt(wanted, meta.serial):
                 meta.serial_base = (wanted - sum(meta.vv.values())) % SERIAL_MOD
         serial_to = meta.serial
         new_soa = _replace_soa_serial(base_soa, serial_to)
-        soa_value = _encode_value(new_soa, hlc, dot)
+        # the stored SOA names the write its fields came from (not the latest change): a
+        # concurrent edit of them is told from a later one by that write's dot
+        if applied.soa_write is not None:
+            soa_hlc, soa_dot = applied.soa_write
+        elif given_soa is not None or current is None:
+            soa_hlc, soa_dot = write_hlc, dot
+        else:
+            soa_dot, soa_hlc = _value_dot(current)
+        soa_value = _encode_value(new_soa, soa_hlc, soa_dot)
         txn.put(soa_key, soa_value, db=records)
         _DECODED[(SOA, soa_value)] = new_soa  # the next commit and the answers read it back
 
@@ -1523,7 +1540,7 @@ class Store:
             for name in ("slots", "clears", "conflicts")
         ):
             return False  # the usual case: no merge state anywhere in the zone
-        owners = {rr.owner for rr in (*cs.removed, *cs.added) if rr.rdtype != SOA}
+        owners = {rr.owner for rr in (*cs.removed, *cs.added)}
         for owner in owners:
             prefix = _owner_prefix(meta.zone_id, owner, cs.zone)
             for name in ("slots", "clears", "conflicts"):
@@ -1549,12 +1566,11 @@ class Store:
                         raise StoreError(
                             f"zone {cs.zone}: SOA record at {rr.owner}, not at the apex"
                         )
-                    if present:
-                        out.new_soa = rr
-                    else:
-                        old = txn.get(_record_key(zid, cs.zone, rr), db=self._dbs["records"])
-                        out.old_soa = None if old is None else _decode_value(SOA, old)
-                    continue
+                    if not present:
+                        continue  # an SOA is replaced, never deleted
+                    # one slot, whatever the serial (derived): concurrent edits of its fields
+                    # are siblings, and a conflict when they differ
+                    rr = _soa_slot_rr(rr)
                 key = _record_key(zid, cs.zone, rr)
                 writes = slots.get(key)
                 if writes is None:
@@ -1586,6 +1602,8 @@ class Store:
             value = txn.get(key, db=self._dbs[db_name])
             if value is not None:
                 rr = _decode_value(rdtype, value)
+                if rdtype == SOA:
+                    rr = _soa_slot_rr(rr)
                 dot, hlc = _value_dot(value)
                 context, origin = self._change_of(txn, zid, dot)
                 return [merge.Write(dot, hlc, present, rr, context, origin)]
@@ -1651,7 +1669,25 @@ class Store:
         live = [tuple(writes) for writes in slots.values() if writes]
         served, conflicts = merge.resolve_name(live, clears)
         served_by_key = {_record_key(zid, origin, rr): rr for rr in served}
+        soa_key = _U32.pack(zid) + _SOA_SUFFIX
+        soa = served_by_key.pop(soa_key, None)
         for key, writes in slots.items():
+            if key == soa_key:
+                # the SOA's fields: the winner's, written by the caller with the serial
+                assert writes and soa is not None
+                top = writes[0]
+                if len(writes) == 1 and not clears:
+                    txn.delete(key, db=slots_db)
+                else:
+                    txn.put(key, _encode_writes(writes), db=slots_db)
+                current = txn.get(key, db=records)
+                if current is None or (
+                    _soa_slot_rr(_decode_value(SOA, current)) != soa
+                    or _value_dot(current) != (top.dot, top.hlc)
+                ):
+                    out.new_soa = soa
+                    out.soa_write = (top.hlc, top.dot)
+                continue
             if not writes:  # a state merge dropped every write of the slot
                 for db in (slots_db, tombstones, records):
                     txn.delete(key, db=db)
@@ -1870,11 +1906,14 @@ class Store:
             old_soa = None
         else:
             serial_from = meta.serial
-            old_soa, max_hlc = self._merge_state_names(txn, cs, meta, st, out)
+            max_hlc = self._merge_state_names(txn, cs, meta, st, out)
+            old_soa = None
         soa_key = _U32.pack(meta.zone_id) + _SOA_SUFFIX
         current = txn.get(soa_key, db=records)
         if current is None:
             raise StoreError(f"zone {cs.zone}: the state from {cs.origin} has no SOA")
+        if out.new_soa is not None:
+            old_soa = _decode_value(SOA, current)
         vv_before = dict(meta.vv)
         for node, counter in st.vv.items():
             meta.vv[node] = max(meta.vv.get(node, 0), counter)
@@ -1894,9 +1933,12 @@ class Store:
             serial_from, old_soa = None, None
         hlc = hlc_next(max(meta.hlc, max_hlc), now_ms)
         meta.hlc = hlc
-        new_soa = _replace_soa_serial(_decode_value(SOA, current), meta.serial)
-        dot = _value_dot(current)[0]
-        txn.put(soa_key, _encode_value(new_soa, hlc, dot), db=records)
+        new_soa = _replace_soa_serial(out.new_soa or _decode_value(SOA, current), meta.serial)
+        if out.soa_write is not None:
+            soa_hlc, dot = out.soa_write
+        else:
+            dot, soa_hlc = _value_dot(current)
+        txn.put(soa_key, _encode_value(new_soa, soa_hlc, dot), db=records)
         meta.sequence += 1
         meta.generation += 1
         if serial_from is not None and old_soa is None:
@@ -1909,9 +1951,9 @@ class Store:
 
     def _merge_state_names(
         self, txn: Any, cs: Changeset, meta: ZoneMeta, st: StateTransfer, out: _Applied
-    ) -> tuple[RR | None, int]:
-        """Merge the peer's state into the zone as it stands: (the SOA before, when the
-        peer's replaces it; the highest HLC seen)."""
+    ) -> int:
+        """Merge the peer's state into the zone as it stands (the SOA's fields too, as a
+        slot: ``out.new_soa``); the highest HLC seen."""
         zid = meta.zone_id
         zone_prefix = _U32.pack(zid)
         theirs: dict[tuple[int, bytes], bytes] = {}
@@ -1945,17 +1987,6 @@ class Store:
         for owner_key, items in by_owner.items():
             if any((kind, key) not in ours for kind, key, _value in items):
                 differ[owner_key] = None
-        # the SOA: the peer's fields when its latest change is one this node has not seen
-        old_soa = None
-        soa_key = zone_prefix + _SOA_SUFFIX
-        their_soa = theirs.get((0, soa_key))
-        if their_soa is not None:
-            their_dot, their_hlc = _value_dot(their_soa)
-            max_hlc = their_hlc
-            if not _seen(meta.vv, their_dot):
-                current = txn.get(soa_key, db=self._dbs["records"])
-                old_soa = None if current is None else _decode_value(SOA, current)
-                txn.put(soa_key, their_soa, db=self._dbs["records"])
         for owner_prefix in differ:
             owner = _prefix_name(owner_prefix, cs.zone)
             plen = len(owner_prefix)
@@ -1968,14 +1999,14 @@ class Store:
                         if key[:plen] != owner_prefix:
                             break
                         key = bytes(key)
-                        if key != soa_key and key not in mine:
+                        if key not in mine:
                             rdtype = _RTYPE.unpack_from(key, plen)[0]
                             mine[key] = self._slot_writes(txn, key, rdtype, zid)
             sent: dict[bytes, list[merge.Write]] = {}
             owned = by_owner.get(owner_prefix, [])
             for kind, key, value in sorted(owned, key=lambda item: (item[0] != 2, item[0])):
                 # slots first: a served record or tombstone is their top write
-                if kind == 3 or key == soa_key or key in sent:
+                if kind == 3 or key in sent:
                     continue
                 if kind == 2:
                     sent[key] = _decode_writes(value)
@@ -1983,6 +2014,8 @@ class Store:
                     rdtype = _RTYPE.unpack_from(key, plen)[0]
                     dot, hlc = _value_dot(value)
                     rr = _decode_value(rdtype, value)
+                    if rdtype == SOA:
+                        rr = _soa_slot_rr(rr)
                     sent[key] = [merge.Write(dot, hlc, kind == 0, rr, (), "")]
             for key in {*mine, *sent}:
                 merged = _merge_writes(
@@ -2010,7 +2043,7 @@ class Store:
                 else:
                     txn.delete(key, db=clears_db)
             self._resolve_owner(txn, zid, cs.zone, owner_prefix, owner, slots, out)
-        return old_soa, max_hlc
+        return max_hlc
 
     def collect_garbage(
         self, zone: dns.name.Name, horizon: Mapping[str, int], before_ms: int

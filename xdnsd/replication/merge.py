@@ -3,7 +3,8 @@
 The model (../shared/ARCHITECTURE.md, "Multi-master replication"):
 
 * A zone is a set of **slots**, one per record identity (owner, type, canonical RDATA: RFC 2181
-  5; for the SOA, its RDATA without the serial, which the store derives).  A slot holds the
+  5; the SOA has one slot whatever its fields, so concurrent edits of them are siblings, a
+  ``replaced`` conflict when they differ; its serial is derived by the store).  A slot holds the
   writes to it that no other write to it has seen (its *siblings*): one when the writes were
   sequential, several when they were concurrent.  A write that saw a sibling (its change's
   causal context holds the sibling's dot) replaces it.  So applying the same changes in any
@@ -56,10 +57,10 @@ Context = tuple[tuple[str, int], ...]  # a version vector, sorted by node id
 
 
 def slot_key(rr: RR) -> Key:
-    """A record's slot.  The SOA's serial is left out: the store derives it."""
+    """A record's slot.  The SOA has one, whatever its fields (an edit replaces them; the
+    serial is derived by the store)."""
     if rr.rdtype == SOA:
-        rdata = rr.rdata.replace(serial=0)
-        return (rr.owner, SOA, canonical_rdata(rdata))
+        return (rr.owner, SOA, b"")
     return rr.identity()
 
 
@@ -246,6 +247,10 @@ class ZoneState:
         context = dict(cs.context)
 
         def write(rr: RR, present: bool) -> None:
+            if rr.rdtype == SOA:
+                if not present:
+                    return  # an SOA is replaced, never deleted
+                rr = RR(rr.owner, rr.ttl, rr.rdata.replace(serial=0))
             key = slot_key(rr)
             kept = tuple(
                 w
@@ -301,7 +306,12 @@ def resolve_name(
     for siblings in slots:
         top = siblings[0]
         sibling_dots[slot_key(top.rr)] = {w.dot for w in siblings}
-        if len({w.value for w in siblings}) > 1:
+        if top.rr.rdtype == SOA:
+            # one slot whatever the fields: concurrent edits that differ replaced each other
+            if len({(w.rr.ttl, w.rr.rdata) for w in siblings}) > 1:
+                sides = map(_side, siblings)
+                conflicts.append(_conflict("replaced", top.rr.owner, SOA, sides))
+        elif len({w.value for w in siblings}) > 1:
             rdata = top.rr.rdata.to_text()
             sides = map(_side, siblings)
             conflicts.append(_conflict("record", top.rr.owner, top.rr.rdtype, sides, rdata))

@@ -530,3 +530,85 @@ def test_digests_repair_what_vectors_cannot_see(tmp_path: Path) -> None:
         for proc in cluster.procs.values():
             if proc.proc.poll() is None:
                 proc.kill()
+
+
+def _rss_anon_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssAnon")
+
+
+def test_a_peer_that_does_not_read_does_not_grow_memory(tmp_path: Path) -> None:
+    """A peer that asks for a 150,000-record zone (about 14 MB of state) and then reads
+    nothing: sending pauses (``send_paused`` in ``xdnsd peers``) with the replication
+    process's own memory grown by far less than the state; when the peer reads again it gets
+    all of it."""
+    import re
+
+    from xdnsd.replication.session import PeerSession, StateReceived
+
+    d = tmp_path / "ns1"
+    d.mkdir()
+    zone = tmp_path / "big.zone"
+    zone.write_text(
+        ZONE + "".join(f"h{i} A 10.{i >> 16}.{(i >> 8) & 255}.{i & 255}\n" for i in range(150_000))
+    )
+    dns_port, peer_port = free_port(), free_port()
+    key = base64.b64decode(PEER_KEY)
+    config = d / "xdnsd.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:{dns_port}"]\ndata_dir = "{d / "var"}"\n'
+        f'[node]\nid = "ns1"\npeer_listen = "127.0.0.1:{peer_port}"\n'
+        f'[[peers]]\nid = "ns0"\naddress = "127.0.0.1:{free_port()}"\nkey = "{PEER_KEY}"\n'
+        f'[[zones]]\nname = "example.test"\nfile = "{zone}"\n'
+    )
+    proc = XdnsdProcess(config, dns_port)
+    sock = None
+    try:
+        proc.wait_ready("example.test")
+        deadline = time.monotonic() + WAIT
+        while not (found := re.search(r"replication: node ns1.*\(pid (\d+)\)", proc.log())):
+            assert time.monotonic() < deadline, proc.log()
+            time.sleep(0.1)
+        pid = int(found.group(1))
+        before = _rss_anon_kib(pid)
+        session = PeerSession("ns0", {"ns1": key}, expect="ns1")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)
+        sock.connect(("127.0.0.1", peer_port))
+        sock.settimeout(10)
+        sock.sendall(session.hello())
+        while not session.open:
+            _events, reply = session.receive(sock.recv(4096))
+            if reply:
+                sock.sendall(reply)
+        sock.sendall(session.vectors({}))  # it has nothing: the zone comes as a state
+        deadline = time.monotonic() + WAIT
+        while True:  # the peer reads nothing more: sending must pause
+            peers = json.loads(run_cli("peers", "--json", config=config).stdout)
+            if peers and peers[0].get("send_paused"):
+                break
+            assert time.monotonic() < deadline, (peers, proc.log()[-2000:])
+            time.sleep(0.2)
+        time.sleep(2)
+        grown = _rss_anon_kib(pid) - before
+        # now it reads: every part arrives, the last one says so
+        total = 0
+        entries = 0
+        done = False
+        while not done:
+            data = sock.recv(1 << 20)
+            assert data, "connection closed before the state was complete"
+            total += len(data)
+            for event in session.receive(data)[0]:
+                if isinstance(event, StateReceived):
+                    entries += len(event.entries)
+                    done = done or event.last
+        assert entries >= 150_000
+        print(f"state {total / 1e6:.1f} MB; the replication process grew {grown / 1024:.1f} MiB")
+        assert grown * 1024 < total / 3, (grown, total)
+    finally:
+        if sock is not None:
+            sock.close()
+        proc.stop()

@@ -234,10 +234,11 @@ def _run_replicator(config: Config) -> int:
     listen = config.node.peer_listen
     replicator.start(None if listen is None else (listen.host, listen.port))
     log.info(
-        "replication: node %s, %d peer(s), listening on %s",
+        "replication: node %s, %d peer(s), listening on %s (pid %d)",
         config.node.id,
         len(peers),
         listen or "(nothing: this node only dials)",
+        os.getpid(),
     )
 
     stopping = False

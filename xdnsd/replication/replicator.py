@@ -78,8 +78,8 @@ VECTORS_EVERY = 2.0  # seconds between vector exchanges (anti-entropy: repairs a
 RECONNECT_MAX = 30.0
 STATUS_PREFIX = "peer/"
 DIGEST_EVERY = 30.0  # seconds between digest exchanges
-STATE_PART = 1 << 20  # bytes of entries per STATE frame
-SEND_BUFFER = 4 << 20  # bytes queued to a peer before pushing pauses
+STATE_PART = 256 << 10  # bytes of entries per STATE frame
+SEND_BUFFER = 1 << 20  # bytes queued to a peer before pushing pauses
 WAITING_MAX = 100_000  # changes waiting for their dependencies, at most
 
 
@@ -679,6 +679,8 @@ class Replicator:
                     "peer": peer.id,
                     "address": f"{peer.host}:{peer.port}",
                     "connected": peer.connection is not None and peer.connection.session.open,
+                    # it reads slower than we send: sending waits for it (flow control)
+                    "send_paused": peer.connection is not None and peer.connection.paused,
                     "since": peer.since,
                     "acked": {z.to_text(): vv for z, vv in peer.acked.items()},
                     "lag": lag,

@@ -210,6 +210,9 @@ def test_conflict_policy(directory: Path, policy: str) -> None:
             assert ttls == {900}  # the provisional winner either way
             assert len(every) == 1 and every[0]["kind"] == "record"
             assert len(open_) == (0 if lww else 1)
+            assert store.counters() == {
+                "conflicts_detected": 1
+            }  # counted once, whatever the policy
     finally:
         one.close()
         two.close()

@@ -329,13 +329,14 @@ def cmd_conflicts_list(config: Config, args: argparse.Namespace) -> int:
     store = open_store(config)
     try:
         found = _all_conflicts(store)
+        detected = store.counters().get("conflicts_detected", 0)
     finally:
         store.close()
     if args.json:
         print(json.dumps([{"zone": zone.to_text(), **doc} for zone, doc in found], indent=2))
         return 0
+    print(f"{len(found)} open; {detected} detected by this node in all")
     if not found:
-        print("no open conflicts")
         return 0
     for zone, doc in found:
         print(f"{doc['id']}  zone {zone}  {doc['kind']}  {doc['subject']}")

@@ -1239,6 +1239,27 @@ class Store:
                     out[key.decode()] = dict(json.loads(value))
         return out
 
+    def _count(self, txn: Any, name: str, n: int = 1) -> None:
+        """Add to a durable counter (``counters``): metrics that survive restarts."""
+        key = b"counter:" + name.encode()
+        raw = txn.get(key, db=self._dbs["meta"])
+        txn.put(
+            key, _U64.pack((0 if raw is None else _U64.unpack(raw)[0]) + n), db=self._dbs["meta"]
+        )
+
+    def counters(self) -> dict[str, int]:
+        """The durable counters: ``conflicts_detected`` (every conflict this node saw
+        appear, each once)."""
+        out = {}
+        with self.snapshot() as snap:
+            cursor = snap._txn.cursor(db=self._dbs["meta"])
+            if cursor.set_range(b"counter:"):
+                for key, value in cursor:
+                    if not key.startswith(b"counter:"):
+                        break
+                    out[key[8:].decode()] = int(_U64.unpack(value)[0])
+        return out
+
     def reset_generations(self) -> None:
         """Make the shared generation table agree with the store (called before workers start)."""
         with self.snapshot() as snap:
@@ -1727,6 +1748,7 @@ class Store:
         lww = origin in self.last_writer_wins
         for conflict in conflicts:
             if conflict.id.encode() not in had:
+                self._count(txn, "conflicts_detected")
                 log.warning(
                     "conflict %s in zone %s: %s at %s; serving %s (from %s) %s",
                     conflict.id,

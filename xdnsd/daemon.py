@@ -131,11 +131,15 @@ def serve(config: Config) -> int:
     # the node's single writer (dynamic updates) runs in a process of its own, linked to each
     # worker by a socket pair
     links = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(workers)]
-    children = [_start_writer(config, links)]
+    # the writer wakes the replication process after each commit (a byte on a datagram pair)
+    wake = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) if config.peers else None
+    children = [_start_writer(config, links, wake)]
     if config.peers:
-        children.append(_start_replicator(config, links))
+        children.append(_start_replicator(config, links, wake))
     for _worker_end, writer_end in links:
         writer_end.close()
+    for end in wake or ():
+        end.close()
     index = 0
     cache = open_transfer_cache(config)
     cache.clear()  # not durable: a version rendered by an earlier run is not trusted
@@ -179,7 +183,11 @@ def _fork(what: str, body: Callable[[], int]) -> int:
         os._exit(status)
 
 
-def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket]]) -> int:
+def _start_writer(
+    config: Config,
+    links: list[tuple[socket.socket, socket.socket]],
+    wake: tuple[socket.socket, socket.socket] | None = None,
+) -> int:
     """Fork the writer process; it serves the worker links until they close or SIGTERM."""
     from xdnsd.catalog import CatalogKeeper
     from xdnsd.server.notify import NotifyTargets
@@ -190,6 +198,11 @@ def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket
             worker_end.close()  # else a worker's exit would never show as end-of-file here
         ends = [writer_end for _worker_end, writer_end in links]
         store = open_store(config)
+        if wake is not None:
+            from xdnsd.replication.replicator import wake_on_commit
+
+            wake[0].close()
+            wake_on_commit(store, wake[1])
         acls = {zone.name: zone.update_acl for zone in config.zones}
         notify = {
             zone.name: NotifyTargets(zone.secondaries, zone.notify_key) for zone in config.zones
@@ -203,22 +216,28 @@ def _start_writer(config: Config, links: list[tuple[socket.socket, socket.socket
     return _fork("writer", body)
 
 
-def _start_replicator(config: Config, links: list[tuple[socket.socket, socket.socket]]) -> int:
+def _start_replicator(
+    config: Config,
+    links: list[tuple[socket.socket, socket.socket]],
+    wake: tuple[socket.socket, socket.socket] | None = None,
+) -> int:
     """Fork the replication process (its own reactor and store handle); it runs until SIGTERM."""
 
     def body() -> int:
         for worker_end, writer_end in links:
             worker_end.close()
             writer_end.close()
-        return _run_replicator(config)
+        if wake is not None:
+            wake[1].close()
+        return _run_replicator(config, None if wake is None else wake[0])
 
     return _fork("replication", body)
 
 
-def _run_replicator(config: Config) -> int:
+def _run_replicator(config: Config, wake: socket.socket | None = None) -> int:
     from twisted.internet import reactor as _reactor
 
-    from xdnsd.replication.replicator import Replicator
+    from xdnsd.replication.replicator import Replicator, WakeReader
 
     reactor: Any = _reactor
     store = open_store(config)
@@ -233,6 +252,8 @@ def _run_replicator(config: Config) -> int:
     )
     listen = config.node.peer_listen
     replicator.start(None if listen is None else (listen.host, listen.port))
+    if wake is not None:
+        reactor.addReader(WakeReader(wake, replicator))
     log.info(
         "replication: node %s, %d peer(s), listening on %s (pid %d)",
         config.node.id,

@@ -1221,6 +1221,15 @@ class Store:
 
         self._write(body)
 
+    def put_statuses(self, docs: Sequence[tuple[str, dict[str, Any], str]]) -> None:
+        """Several documents (key, document, table) in one transaction (one sync)."""
+
+        def body(txn: Any) -> None:
+            for key, doc, table in docs:
+                txn.put(key.encode(), json.dumps(doc, sort_keys=True).encode(), db=self._dbs[table])
+
+        self._write(body)
+
     def status(self, key: str, table: str = "sync_status") -> dict[str, Any] | None:
         with self.snapshot() as snap:
             raw = snap._txn.get(key.encode(), db=self._dbs[table])

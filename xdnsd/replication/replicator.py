@@ -42,6 +42,7 @@ NOTIFYed (the writer's notifier polls serials) and logged like any other.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -71,7 +72,7 @@ from xdnsd.store import NotReady, Store, StoreError
 
 log = logging.getLogger("xdnsd.replication")
 
-POLL = 0.002  # seconds between looks for local changes to push (shared memory: cheap)
+POLL = 0.02  # seconds between looks for local changes (the writer wakes us sooner: wake())
 BATCH = 500  # changes per CHANGES frame (and never over half of MAX_FRAME)
 STATUS_EVERY = 1.0  # seconds between status writes
 VECTORS_EVERY = 2.0  # seconds between vector exchanges (anti-entropy: repairs a lost push)
@@ -81,6 +82,7 @@ DIGEST_EVERY = 30.0  # seconds between digest exchanges
 STATE_PART = 256 << 10  # bytes of entries per STATE frame
 SEND_BUFFER = 1 << 20  # bytes queued to a peer before pushing pauses
 WAITING_MAX = 100_000  # changes waiting for their dependencies, at most
+ACK_EVERY = 0.05  # seconds between ACKs to one peer, at least
 
 
 @dataclass
@@ -93,8 +95,10 @@ class PeerState:
     since: float | None = None  # connected since (wall clock)
     acked: dict[dns.name.Name, dict[str, int]] = field(default_factory=dict)
     sent: dict[dns.name.Name, dict[str, int]] = field(default_factory=dict)
-    # per zone: our history sequence up to which everything was looked at for this peer
+    # per zone: our history sequence up to which everything was looked at for this peer, and
+    # up to which this node's own changes were (the push after a local commit)
     sent_sequence: dict[dns.name.Name, int] = field(default_factory=dict)
+    own_sequence: dict[dns.name.Name, int] = field(default_factory=dict)
     error: str | None = None
     delay: float = 1.0  # next redial after this many seconds
     # on this connection: whether its vectors came in yet, and the zones they named
@@ -107,6 +111,8 @@ class PeerState:
     # the peer was last heard from
     stable: dict[dns.name.Name, dict[str, int]] = field(default_factory=dict)
     seen: float = 0.0
+    last_ack: float = 0.0  # monotonic time of the last ACK sent
+    ack_pending: bool = False
 
 
 @implementer(interfaces.IPushProducer)
@@ -158,6 +164,10 @@ class PeerConnection(protocol.Protocol):
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
+        # a change is a small frame sent as soon as it is committed: Nagle's algorithm would
+        # hold it back until the previous one is acknowledged (up to the peer's delayed-ACK
+        # timer, 40 ms on Linux)
+        transport.setTcpNoDelay(True)
         transport.bufferSize = SEND_BUFFER
         transport.registerProducer(self, True)
         self.send(self.session.hello())
@@ -166,7 +176,15 @@ class PeerConnection(protocol.Protocol):
         events, reply = self.session.receive(data)
         if reply:
             self.send(reply)
+        # the changes of consecutive frames in one read are committed together (one sync)
+        changes: list[Changeset] = []
         for event in events:
+            if isinstance(event, ChangesReceived) and self.peer is not None:
+                changes.extend(event.changes)
+                continue
+            if changes and self.peer is not None:
+                self.replicator.receive(self.peer, tuple(changes))
+                changes = []
             if isinstance(event, Failed):
                 transport: Any = self.transport
                 log.warning(
@@ -182,8 +200,6 @@ class PeerConnection(protocol.Protocol):
                     self.peer.vectors_in = True
                     self.peer.reported = set(event.vectors)
                     self.replicator.send_missing(self.peer, event.vectors)
-                elif isinstance(event, ChangesReceived):
-                    self.replicator.receive(self.peer, event.changes)
                 elif isinstance(event, AckReceived):
                     self.replicator.acknowledged(self.peer, event.vectors)
                 elif isinstance(event, StateReceived):
@@ -192,6 +208,8 @@ class PeerConnection(protocol.Protocol):
                     self.replicator.send_state(self.peer, event.zone, event.buckets, event.repair)
                 elif isinstance(event, DigestReceived):
                     self.replicator.compare_digests(self.peer, event.digests)
+        if changes and self.peer is not None:
+            self.replicator.receive(self.peer, tuple(changes))
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         for stream in self.streams:
@@ -308,6 +326,7 @@ class Replicator:
         peer.error = None
         peer.sent = {}
         peer.sent_sequence = {}
+        peer.own_sequence = {}
         peer.vectors_in = False
         peer.reported = set()
         peer.state_out = set()
@@ -338,12 +357,11 @@ class Replicator:
     ) -> None:
         """Send ``peer`` what its ``vectors`` lack, zone by zone, in batches."""
         # within one connection what was sent arrives (TCP): only raise what we know it has
+        # (what was looked at before, up to sent_sequence, was sent or known: still so)
         for zone, vv in vectors.items():
             known = peer.sent.setdefault(zone, {})
             for node, counter in vv.items():
-                if counter > known.get(node, 0):
-                    known[node] = counter
-                    peer.sent_sequence.pop(zone, None)  # it got news from elsewhere: look again
+                known[node] = max(known.get(node, 0), counter)
         self._push(peer)
 
     def _push(self, peer: PeerState, own_only: bool = False) -> None:
@@ -371,6 +389,8 @@ class Replicator:
                     whole = zone not in peer.reported or snap.oplog_gap(zone, known)
                     if not whole:
                         after = peer.sent_sequence.get(zone, 0)
+                        if own_only:
+                            after = max(after, peer.own_sequence.get(zone, 0))
                         changes = snap.encoded_changes_since(zone, known, after=after)
                         sequence = snap.sequence(zone)
                 except StoreError:
@@ -395,6 +415,7 @@ class Replicator:
                     known[dot.node] = max(known.get(dot.node, 0), dot.counter)
             if not own_only:  # everything up to here has been looked at for this peer
                 peer.sent_sequence[zone] = sequence
+            peer.own_sequence[zone] = sequence
 
     def send_state(
         self,
@@ -615,6 +636,23 @@ class Replicator:
             if peer.connection is not None:
                 peer.connection.close()
             return
+        self._ack_soon(peer)
+
+    def _ack_soon(self, peer: PeerState) -> None:
+        """Acknowledge what is applied: at once, or at most every ``ACK_EVERY`` seconds
+        under a stream of changes (one ACK then covers many)."""
+        if peer.ack_pending:
+            return
+        wait = peer.last_ack + ACK_EVERY - time.monotonic()
+        if wait > 0:
+            peer.ack_pending = True
+            self.reactor.callLater(wait, self._ack, peer)
+        else:
+            self._ack(peer)
+
+    def _ack(self, peer: PeerState) -> None:
+        peer.ack_pending = False
+        peer.last_ack = time.monotonic()
         connection = peer.connection
         if connection is not None and connection.session.open:
             connection.send(connection.session.ack(self._vectors()))
@@ -636,6 +674,14 @@ class Replicator:
                 changed[zone_id] = generation
                 self._generations[zone_id] = generation
         return changed
+
+    def wake(self) -> None:
+        """The writer committed (``WakeReader``): push this node's new changes now."""
+        try:
+            if self._snapshot_generations():
+                self._push_changed()
+        except Exception:
+            log.exception("replication push failed")
 
     def _push_changed(self) -> None:
         for peer in self.peers.values():
@@ -667,32 +713,80 @@ class Replicator:
         self.reactor.callLater(POLL, self._poll)
 
     def write_status(self) -> None:
+        """Every peer's status (``sync_status``) and cursor (``cursors``): one transaction."""
         zones = {meta.name: meta.vv for meta in self.store.list_zones()}
+        docs: list[tuple[str, dict[str, Any], str]] = []
         for peer in self.peers.values():
             lag = 0
             for zone, vv in zones.items():
                 acked = peer.acked.get(zone, {})
                 lag += sum(max(0, c - acked.get(n, 0)) for n, c in vv.items())
-            self.store.put_status(
-                STATUS_PREFIX + peer.id,
-                {
-                    "peer": peer.id,
-                    "address": f"{peer.host}:{peer.port}",
-                    "connected": peer.connection is not None and peer.connection.session.open,
-                    # it reads slower than we send: sending waits for it (flow control)
-                    "send_paused": peer.connection is not None and peer.connection.paused,
-                    "since": peer.since,
-                    "acked": {z.to_text(): vv for z, vv in peer.acked.items()},
-                    "lag": lag,
-                    "error": peer.error,
-                    "updated": time.time(),
-                },
+            docs.append(
+                (
+                    STATUS_PREFIX + peer.id,
+                    {
+                        "peer": peer.id,
+                        "address": f"{peer.host}:{peer.port}",
+                        "connected": peer.connection is not None and peer.connection.session.open,
+                        # it reads slower than we send: sending waits for it (flow control)
+                        "send_paused": peer.connection is not None and peer.connection.paused,
+                        "since": peer.since,
+                        "acked": {z.to_text(): vv for z, vv in peer.acked.items()},
+                        "lag": lag,
+                        "error": peer.error,
+                        "updated": time.time(),
+                    },
+                    "sync_status",
+                )
             )
-            self.store.put_status(
-                STATUS_PREFIX + peer.id,
-                {
-                    "seen": peer.seen,
-                    "stable": {z.to_text(): vv for z, vv in peer.stable.items()},
-                },
-                table="cursors",
+            docs.append(
+                (
+                    STATUS_PREFIX + peer.id,
+                    {
+                        "seen": peer.seen,
+                        "stable": {z.to_text(): vv for z, vv in peer.stable.items()},
+                    },
+                    "cursors",
+                )
             )
+        self.store.put_statuses(docs)
+
+
+@implementer(interfaces.IReadDescriptor)
+class WakeReader:
+    """The replication end of a datagram socket pair whose other end the writer process
+    writes a byte to after each commit (``wake_on_commit``): no polling delay for a push."""
+
+    def __init__(self, sock: Any, replicator: Replicator) -> None:
+        self.sock = sock
+        self.replicator = replicator
+        sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return int(self.sock.fileno())
+
+    def logPrefix(self) -> str:
+        return "replication-wake"
+
+    def doRead(self) -> None:
+        try:
+            while self.sock.recv(64):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        self.replicator.wake()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.sock.close()
+
+
+def wake_on_commit(store: Store, sock: Any) -> None:
+    """In the writer process: after each commit, wake the replication process (``sock``:
+    the writer's end of the pair; a full socket means a wake-up is pending already)."""
+    sock.setblocking(False)
+
+    def listener(result: Any, cs: Changeset) -> None:
+        with contextlib.suppress(OSError):  # full: a wake-up is pending already
+            sock.send(b"!")
+
+    store.add_listener(listener)

@@ -181,6 +181,32 @@ def test_peer_errors(tmp_path: Path, text: str, message: str) -> None:
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tombstone_retention = 0", r"\[node\].tombstone_retention: must be positive"),
+        ('tombstone_retention = "1d"', r"\[node\].tombstone_retention: expected"),
+        ("anti_entropy_interval = -1", r"\[node\].anti_entropy_interval: must be positive"),
+    ],
+)
+def test_replication_timing_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f'[node]\nid = "ns1"\n{text}\n')
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_replication_timing(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text('[node]\nid = "ns1"\ntombstone_retention = 3600\nanti_entropy_interval = 0.5\n')
+    node = load_config(path).node
+    assert (node.tombstone_retention, node.anti_entropy_interval) == (3600.0, 0.5)
+    path.write_text('[node]\nid = "ns1"\n')
+    node = load_config(path).node
+    assert (node.tombstone_retention, node.anti_entropy_interval) == (7 * 86400.0, 30.0)
+
+
 def test_conflicts_policy(tmp_path: Path) -> None:
     path = tmp_path / "x.toml"
     path.write_text('[[zones]]\nname = "a.test"\nconflicts = "last-writer-wins"\n')

@@ -233,10 +233,21 @@ def test_a_killed_node_catches_up(cluster: Cluster) -> None:
     for i in range(20):
         assert update(cluster.dns_ports["ns1"], f"before-{i}", "192.0.2.1") == 0
     cluster.wait_converged()
+    # updates stream to ns1 and ns2 (and so to ns3) while ns3 is killed among them
+    done: list[int] = []
+
+    def writer() -> None:
+        for i in range(100):
+            node = "ns1" if i % 2 else "ns2"
+            done.append(update(cluster.dns_ports[node], f"while-down-{i}", "192.0.2.2"))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while len(done) < 30:
+        time.sleep(0.005)
     cluster.procs["ns3"].kill()  # SIGKILL: no chance to finish anything
-    for i in range(100):
-        node = "ns1" if i % 2 else "ns2"
-        assert update(cluster.dns_ports[node], f"while-down-{i}", "192.0.2.2") == 0
+    thread.join(120)
+    assert done == [0] * 100
     cluster.wait_converged(("ns1", "ns2"))
     cluster.start("ns3")
     took = cluster.wait_converged()

@@ -1,0 +1,127 @@
+"""The Route 53 target (xdnsd/upstreams/route53.py) against moto's server on 127.0.0.1, the
+real boto3 client talking HTTP to it; batch sizing and name decoding as pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.moto import CREDENTIALS, MotoServer, moto_server
+from xdnsd.upstreams.plan import Action, Change, RRset, three_way
+from xdnsd.upstreams.route53 import MAX_CHARS, MAX_RECORDS, Route53, batches, decode_name
+
+ZONE = "example.test."
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    yield from moto_server(tmp_path_factory.mktemp("moto") / "moto.log")
+
+
+@pytest.fixture
+def target(moto: MotoServer) -> Route53:
+    moto.reset()
+    zone_id = moto.create_zone(ZONE)
+    return Route53(
+        zone_id,
+        endpoint_url=moto.url,
+        access_key_id=CREDENTIALS["aws_access_key_id"],
+        secret_access_key=CREDENTIALS["aws_secret_access_key"],
+    )
+
+
+def rrset(name: str, rdtype: str, ttl: int, *values: str) -> RRset:
+    return RRset(name, rdtype, ttl, tuple(sorted(values)))
+
+
+def test_names_come_back_decoded() -> None:
+    assert decode_name("\\052.example.test.") == "*.example.test."
+    assert decode_name("WWW.Example.Test") == "www.example.test."
+    assert decode_name("a\\100b.example.test.") == "a\\064b.example.test."  # @ as dnspython has it
+
+
+def test_push_read_back_and_update(target: Route53) -> None:
+    desired = {
+        r.key: r
+        for r in (
+            rrset("www.example.test.", "A", 300, "192.0.2.1", "192.0.2.2"),
+            rrset("*.example.test.", "A", 60, "192.0.2.9"),
+            rrset("txt.example.test.", "TXT", 300, '"v=spf1 -all"', '"a" "b c"'),
+            rrset("example.test.", "MX", 300, "10 mail.example.test."),
+            rrset("alias.example.test.", "CNAME", 300, "www.example.test."),
+        )
+    }
+    actual = target.read(ZONE)
+    plan = three_way(desired, None, dict(actual))
+    assert [c.action for c in plan.push] == [Action.CREATE] * 5
+    target.apply(ZONE, plan.push)
+    back = dict(target.read(ZONE))
+    assert back == desired  # names, TXT quoting and the wildcard survive the round trip
+    # an update is a compare-and-swap (DELETE old + CREATE new in one batch)
+    new = rrset("www.example.test.", "A", 600, "192.0.2.3")
+    changed = {**desired, new.key: new}
+    plan = three_way(changed, desired, back)
+    assert [c.action for c in plan.push] == [Action.UPDATE]
+    applied = target.apply(ZONE, plan.push)
+    assert applied.calls == 1  # one change batch (moto is INSYNC at once: no GetChange)
+    assert target.read(ZONE)[new.key] == new
+
+
+def test_many_records_are_paged_and_batched(target: Route53) -> None:
+    """2,500 RRsets: several pages to read (300 each), several batches to write (1,000)."""
+    desired = {
+        r.key: r for r in (rrset(f"h{i}.example.test.", "A", 300, "192.0.2.1") for i in range(2500))
+    }
+    calls = target.calls
+    applied = target.apply(ZONE, three_way(desired, None, {}).push)
+    assert applied.changes == 2500
+    assert applied.calls == 3  # three batches of at most 1,000 records
+    back = target.read(ZONE)
+    assert target.calls - calls - applied.calls == 9  # 2,502 sets in pages of 300
+    assert {k: v for k, v in back.items() if k[1] == "A"} == desired
+
+
+def test_batches_respect_both_limits() -> None:
+    big_txt = '"' + "x" * 250 + '"'
+    changes = [
+        Change(Action.CREATE, None, rrset(f"t{i}.example.test.", "TXT", 300, big_txt))
+        for i in range(300)
+    ]
+    out = batches(changes)
+    for batch in out:
+        records = sum(len(c["ResourceRecordSet"]["ResourceRecords"]) for c in batch)
+        chars = sum(
+            len(r["Value"]) for c in batch for r in c["ResourceRecordSet"]["ResourceRecords"]
+        )
+        assert records <= MAX_RECORDS and chars <= MAX_CHARS
+    assert len(out) == 3  # 300 x 252 characters: 126 a batch
+    deletes = [
+        Change(Action.DELETE, rrset("d.example.test.", "A", 300, "192.0.2.1"), None),
+        Change(
+            Action.UPDATE,
+            rrset("u.example.test.", "A", 300, "192.0.2.1"),
+            rrset("u.example.test.", "A", 300, "192.0.2.2"),
+        ),
+    ]
+    (batch,) = batches([changes[0], *deletes])
+    assert [c["Action"] for c in batch] == ["DELETE", "DELETE", "CREATE", "CREATE"]
+    assert batch[1]["ResourceRecordSet"]["Name"] == batch[2]["ResourceRecordSet"]["Name"]
+
+
+def test_unreachable_is_an_error_to_retry(tmp_path: Path) -> None:
+    from tests.harness import free_port
+    from xdnsd.upstreams.base import ProviderError
+
+    target = Route53(
+        "Z1",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        access_key_id="x",
+        secret_access_key="y",
+        attempts=2,
+        backoff=0.01,
+    )
+    with pytest.raises(ProviderError) as err:
+        target.read(ZONE)
+    assert err.value.retry and "unreachable" in str(err.value)

@@ -11,7 +11,6 @@ every change reaches every node (multi-master replication, issue 5).
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ import dns.tsig
 import dns.update
 import pytest
 
-from tests.harness import XdnsdProcess, free_port, run_cli
+from tests.harness import LinkProxy, XdnsdProcess, free_port, run_cli
 from xdnsd.replication.session import Failed, PeerSession
 
 pytestmark = pytest.mark.slow
@@ -280,66 +279,6 @@ def test_wrong_key_and_garbage_are_refused(cluster: Cluster) -> None:
 
 
 # --- a cut link and a conflict ------------------------------------------------------------------
-
-
-class LinkProxy:
-    """A TCP proxy between two nodes' peer ports that the test cuts and restores."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
-        self.port = free_port()
-        self._server: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
-        server.listen(8)
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-
-    def _accept(self, server: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        if self._server is not None:
-            with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
-                self._server.shutdown(socket.SHUT_RDWR)
-            self._server.close()
-            self._server = None
-        with self._lock:
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-            self._conns.clear()
 
 
 def conflicts_on(config: Path) -> list[dict[str, object]]:

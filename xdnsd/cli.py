@@ -319,6 +319,137 @@ def cmd_peers(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_targets(config: Config, args: argparse.Namespace) -> int:
+    """Each configured target: its zone, owner node, state, since when, why, last run."""
+    store = open_store(config)
+    try:
+        found = store.statuses("target/")
+    finally:
+        store.close()
+    now = time.time()
+    rows, docs = [], []
+    for target in config.targets.values():
+        doc = found.get(f"target/{target.name}") or {
+            "target": target.name,
+            "kind": target.kind,
+            "zone": target.zone.to_text() if target.zone else None,
+            "owner": target.owner,
+            "state": "unknown" if target.owner != config.node.id else "pending",
+        }
+        docs.append(doc)
+        last = doc.get("last_run") or {}
+        rows.append(
+            (
+                target.name,
+                target.kind,
+                str(doc.get("zone")),
+                target.owner,
+                str(doc.get("state")),
+                _ago(doc["since"], now) if doc.get("since") else "-",
+                _ago(last["end"], now) if last.get("end") else "-",
+                doc.get("reason") or "",
+            )
+        )
+    if args.json:
+        print(json.dumps(docs, indent=2))
+        return 0
+    _print_table(("TARGET", "KIND", "ZONE", "OWNER", "STATE", "SINCE", "LAST RUN", "WHY"), rows)
+    return 0
+
+
+def _target(config: Config, name: str) -> Any:
+    target = config.targets.get(name)
+    if target is None:
+        known = ", ".join(sorted(config.targets)) or "none"
+        raise CLIError(f"no target {name!r} in the config (targets: {known})")
+    return target
+
+
+def cmd_targets_history(config: Config, args: argparse.Namespace) -> int:
+    target = _target(config, args.target)
+    store = open_store(config)
+    try:
+        runs = (store.status(f"target-history/{target.name}") or {"runs": []})["runs"]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return 0
+    rows = []
+    for run in runs[-args.limit :]:
+        start = datetime.datetime.fromtimestamp(run["start"], datetime.UTC)
+        rows.append(
+            (
+                start.strftime("%Y-%m-%d %H:%M:%S"),
+                f"{(run['end'] - run['start']) * 1000:.0f} ms",
+                str(run["pushed"]),
+                str(run["imported"]),
+                str(run["conflicts"]),
+                str(run["calls"]),
+                run["error"] or run["held"] or "",
+            )
+        )
+    _print_table(("START", "TOOK", "PUSHED", "IMPORTED", "CONFLICTS", "CALLS", "ERROR"), rows)
+    return 0
+
+
+def _print_plan(plan: Any) -> None:
+    for label, changes in (("push", plan.push), ("import", plan.drift)):
+        for c in changes:
+            old = "-" if c.old is None else f"{c.old.ttl} {' '.join(c.old.values)}"
+            new = "-" if c.new is None else f"{c.new.ttl} {' '.join(c.new.values)}"
+            print(f"{label:7} {c.action.value:7} {c.key[0]} {c.key[1]}: {old} -> {new}")
+    for conflict in plan.conflicts:
+        print(f"conflict        {conflict.key[0]} {conflict.key[1]}")
+    for rrset in plan.skipped:
+        print(f"skipped         {rrset.name} {rrset.type} (the target cannot hold it)")
+    if plan.held:
+        print(f"held: {plan.held}")
+    print(
+        f"{len(plan.push)} to push, {len(plan.drift)} to import, {len(plan.conflicts)} in "
+        f"conflict, {plan.in_sync} in sync"
+    )
+
+
+def cmd_targets_plan(config: Config, args: argparse.Namespace) -> int:
+    """What a sync would change now, changing nothing (a dry run)."""
+    from xdnsd.upstreams.base import ProviderError
+    from xdnsd.upstreams.sync import Mirror, make_provider
+
+    target = _target(config, args.target)
+    store = open_store(config)
+    try:
+        plan = Mirror(store, target, make_provider(target)).plan(force=args.force)
+    except ProviderError as exc:
+        raise CLIError(f"target {target.name}: {exc}") from None
+    finally:
+        store.close()
+    _print_plan(plan)
+    return 0
+
+
+def cmd_targets_sync(config: Config, args: argparse.Namespace) -> int:
+    """Run a sync now (``--force`` applies a run the safety limit holds)."""
+    from xdnsd.upstreams.sync import Mirror, make_provider
+
+    target = _target(config, args.target)
+    if target.owner != config.node.id and not args.anyway:
+        raise CLIError(
+            f"target {target.name} is driven by node {target.owner}, not this one "
+            f"({config.node.id}): run it there (or --anyway)"
+        )
+    store = open_store(config)
+    try:
+        result = Mirror(store, target, make_provider(target)).run(force=args.force)
+    finally:
+        store.close()
+    _print_plan(result.plan)
+    if result.error:
+        raise CLIError(f"target {target.name}: {result.error}")
+    print(f"pushed {result.pushed}, imported {result.imported}, {result.calls} API call(s)")
+    return 0
+
+
 def _all_conflicts(store: Store) -> list[tuple[dns.name.Name, dict[str, Any]]]:
     with store.snapshot() as snap:
         return [(meta.name, doc) for meta in snap.zones() for doc in snap.conflicts(meta.name)]
@@ -329,13 +460,24 @@ def cmd_conflicts_list(config: Config, args: argparse.Namespace) -> int:
     store = open_store(config)
     try:
         found = _all_conflicts(store)
+        targets = list(store.statuses("target-conflict/").values())
         detected = store.counters().get("conflicts_detected", 0)
     finally:
         store.close()
     if args.json:
-        print(json.dumps([{"zone": zone.to_text(), **doc} for zone, doc in found], indent=2))
+        docs = [{"zone": zone.to_text(), **doc} for zone, doc in found]
+        print(json.dumps(docs + targets, indent=2))
         return 0
-    print(f"{len(found)} open; {detected} detected by this node in all")
+    print(f"{len(found) + len(targets)} open; {detected} detected by this node in all")
+    for doc in targets:
+        print(
+            f"{doc['id']}  zone {doc['zone']}  provider  {doc['owner']} {doc['rdtype']}  "
+            f"(target {doc['target']})"
+        )
+        for side, label in (("local", "zone  "), ("remote", "target")):
+            rrset = doc[side]
+            what = "deleted" if rrset is None else f"{rrset[2]} {' '.join(rrset[3])}"
+            print(f"    {label}  {what}")
     if not found:
         return 0
     for zone, doc in found:
@@ -359,6 +501,15 @@ def cmd_conflicts_resolve(config: Config, args: argparse.Namespace) -> int:
         raise CLIError("give exactly one of --keep and --value")
     store = open_store(config)
     try:
+        for key, doc in store.statuses("target-conflict/").items():
+            if doc["id"] == args.id:  # a zone against a provider: keep local or remote
+                from xdnsd.upstreams.sync import resolve_conflict
+
+                if args.keep not in ("local", "remote", doc["target"]):
+                    raise CLIError(f"{key}: keep 'local' (the zone) or 'remote' (the provider)")
+                side = "local" if args.keep == "local" else "remote"
+                print(f"conflict {args.id} resolved: {resolve_conflict(store, doc, side)}")
+                return 0
         matches = [(z, d) for z, d in _all_conflicts(store) if d["id"] == args.id]
         if not matches:
             raise CLIError(f"no open conflict {args.id} (xdnsd conflicts list)")
@@ -440,6 +591,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("peers", parents=[common], help="the cluster's other nodes and their state")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_peers)
+    targets = sub.add_parser("targets", parents=[common], help="providers mirroring the zones")
+    targets.add_argument("--json", action="store_true")
+    targets.set_defaults(func=cmd_targets)
+    tsub = targets.add_subparsers(dest="targets_cmd")
+    p = tsub.add_parser("history", parents=[common], help="a target's recent sync runs")
+    p.add_argument("target")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_targets_history)
+    p = tsub.add_parser("plan", parents=[common], help="what a sync would change (dry run)")
+    p.add_argument("target")
+    p.add_argument("--force", action="store_true", help="plan as if forced past the safety limit")
+    p.set_defaults(func=cmd_targets_plan)
+    p = tsub.add_parser("sync", parents=[common], help="sync a target now")
+    p.add_argument("target")
+    p.add_argument("--force", action="store_true", help="apply even past the safety limit")
+    p.add_argument("--anyway", action="store_true", help="even if another node owns it")
+    p.set_defaults(func=cmd_targets_sync)
     return parser
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import ipaddress
 import re
 import tomllib
@@ -89,10 +90,38 @@ class ZoneConfig:
     primary_key: TsigKey | None = None  # signs the SOA queries and transfers to the primaries
     journal_depth: int | None = None  # IXFR journal entries kept (default: [server] journal_depth)
     conflicts: str = "alert"  # or "last-writer-wins": concurrent changes that do not commute
+    targets: tuple[str, ...] = ()  # the [targets.NAME] that mirror this zone
 
     @property
     def kind(self) -> str:
         return "secondary" if self.primaries else "primary"
+
+
+TARGET_KINDS = {
+    # kind -> (required settings, optional settings), beside owner / reconcile_every / force
+    "route53": (
+        {"hosted_zone_id"},
+        {"endpoint_url", "region", "profile", "access_key_id", "secret_access_key"},
+    ),
+    "azure": (
+        {"subscription_id", "resource_group"},
+        {"zone_name", "tenant_id", "client_id", "client_secret", "base_url", "ca_file"},
+    ),
+    "rfc2136": ({"server"}, {"key", "timeout"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TargetConfig:
+    """A provider's copy of one zone, driven by one node (``owner``)."""
+
+    name: str
+    kind: str  # route53, azure, rfc2136
+    owner: str  # the node that pushes to it; the others only show its status
+    zone: dns.name.Name | None = None  # the zone that lists it (set when zones are read)
+    reconcile_every: float = 600.0  # seconds between full reconciles (drift repair)
+    settings: dict[str, Any] = field(default_factory=dict, repr=False)  # kind-specific
+    key: TsigKey | None = None  # rfc2136: signs the updates and transfers
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +132,7 @@ class Config:
     zones: tuple[ZoneConfig, ...]
     keys: dict[dns.name.Name, TsigKey] = field(default_factory=dict)
     peers: tuple[PeerConfig, ...] = ()
+    targets: dict[str, TargetConfig] = field(default_factory=dict)
 
 
 def parse_listen(value: str, where: str) -> ListenAddress:
@@ -196,7 +226,7 @@ def load_config(path: str | Path) -> Config:
 def parse_config(raw: dict[str, Any], path: Path) -> Config:
     base = path.resolve().parent
     f = str(path)
-    _no_unknown(raw, {"server", "node", "zones", "keys", "peers"}, f)
+    _no_unknown(raw, {"server", "node", "zones", "keys", "peers", "targets"}, f)
 
     keys = _parse_keys(_take(raw, "keys", dict, f, {}), base, f)
     server = _take(raw, "server", dict, f, {})
@@ -270,6 +300,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     if anti_entropy <= 0:
         raise ConfigError(f"{nw}.anti_entropy_interval: must be positive, got {anti_entropy}")
     peers = _parse_peers(_take(raw, "peers", list, f, []), node_id, f)
+    targets = _parse_targets(_take(raw, "targets", dict, f, {}), keys, node_id, f)
 
     zones = []
     seen: set[dns.name.Name] = set()
@@ -291,6 +322,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
                 "primary_key",
                 "journal_depth",
                 "conflicts",
+                "targets",
             },
             zw,
         )
@@ -324,6 +356,16 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         zone_depth = _take(z, "journal_depth", int, zw, None)
         if zone_depth is not None and zone_depth < 1:
             raise ConfigError(f"{zw}.journal_depth: must be at least 1")
+        zone_targets = _take(z, "targets", list, zw, [])
+        for t in zone_targets:
+            if not isinstance(t, str) or t not in targets:
+                raise ConfigError(f"{zw}.targets: {t!r} is not a [targets.NAME] table")
+            if targets[t].zone is not None:
+                raise ConfigError(
+                    f"{zw}.targets: {t!r} already mirrors zone {targets[t].zone}; "
+                    "a target is one provider zone"
+                )
+            targets[t] = dataclasses.replace(targets[t], zone=name)
         zones.append(
             ZoneConfig(
                 name,
@@ -336,16 +378,54 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
                 primary_key,
                 zone_depth,
                 policy,
+                tuple(zone_targets),
             )
         )
+    for t in targets.values():
+        if t.zone is None:
+            raise ConfigError(
+                f"{f}: [targets.{t.name}]: no zone lists it (add it to a zone's 'targets')"
+            )
     return Config(
         path=path,
         server=server_cfg,
         node=NodeConfig(node_id, peer_listen, retention, anti_entropy),
         zones=tuple(zones),
+        targets=targets,
         keys=keys,
         peers=peers,
     )
+
+
+def _parse_targets(
+    raw: dict[str, Any], keys: dict[dns.name.Name, TsigKey], node_id: str, f: str
+) -> dict[str, TargetConfig]:
+    out: dict[str, TargetConfig] = {}
+    for name, table in raw.items():
+        tw = f"{f}: [targets.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{tw}: expected a table")
+        kind = _take(table, "kind", str, tw)
+        if kind not in TARGET_KINDS:
+            raise ConfigError(f"{tw}.kind: {kind!r}: use one of {', '.join(sorted(TARGET_KINDS))}")
+        required, optional = TARGET_KINDS[kind]
+        _no_unknown(table, {"kind", "owner", "reconcile_every", *required, *optional}, tw)
+        owner = _node_id(_take(table, "owner", str, tw, node_id), f"{tw}.owner")
+        every = float(_take(table, "reconcile_every", (int, float), tw, 600.0))
+        if every <= 0:
+            raise ConfigError(f"{tw}.reconcile_every: must be positive, got {every}")
+        settings: dict[str, Any] = {}
+        for key in sorted(required | optional):
+            if key in ("key", "reconcile_every"):
+                continue
+            value = _take(table, key, (str, int, float), tw, None if key in optional else ...)
+            if value is not None:
+                settings[key] = value
+        if kind == "rfc2136":
+            settings["server"] = parse_listen(str(settings["server"]), f"{tw}.server")
+        tsig = _key_ref(table, "key", keys, tw) if kind == "rfc2136" else None
+        out[name] = TargetConfig(name, kind, owner, None, every, settings, tsig)
+    return out
 
 
 def _node_id(text: str, where: str) -> str:

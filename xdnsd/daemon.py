@@ -136,6 +136,8 @@ def serve(config: Config) -> int:
     children = [_start_writer(config, links, wake)]
     if config.peers:
         children.append(_start_replicator(config, links, wake))
+    if any(t.owner == config.node.id for t in config.targets.values()):
+        children.append(_start_sync(config, links, wake))
     for _worker_end, writer_end in links:
         writer_end.close()
     for end in wake or ():
@@ -232,6 +234,53 @@ def _start_replicator(
         return _run_replicator(config, None if wake is None else wake[0])
 
     return _fork("replication", body)
+
+
+def _start_sync(
+    config: Config,
+    links: list[tuple[socket.socket, socket.socket]],
+    wake: tuple[socket.socket, socket.socket] | None,
+) -> int:
+    """Fork the sync process: it mirrors the zones to the targets this node owns."""
+
+    def body() -> int:
+        for worker_end, writer_end in links:
+            worker_end.close()
+            writer_end.close()
+        for end in wake or ():
+            end.close()
+        return _run_sync(config)
+
+    return _fork("sync", body)
+
+
+def _run_sync(config: Config) -> int:
+    from xdnsd.upstreams.sync import Mirror, SyncService, make_provider
+
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    store = open_store(config)
+    try:
+        mirrors = [
+            Mirror(store, target, make_provider(target))
+            for target in config.targets.values()
+            if target.owner == config.node.id
+        ]
+        log.info(
+            "sync: node %s mirrors to %s",
+            config.node.id,
+            ", ".join(f"{m.target.name} ({m.target.kind}, zone {m.zone})" for m in mirrors),
+        )
+        SyncService(store, mirrors).serve(lambda: stopping)
+    finally:
+        store.close()
+    return 0
 
 
 def _run_replicator(config: Config, wake: socket.socket | None = None) -> int:

@@ -1256,6 +1256,10 @@ class Store:
             key, _U64.pack((0 if raw is None else _U64.unpack(raw)[0]) + n), db=self._dbs["meta"]
         )
 
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to a durable counter, in a transaction of its own."""
+        self._write(lambda txn: self._count(txn, name, n))
+
     def counters(self) -> dict[str, int]:
         """The durable counters: ``conflicts_detected`` (every conflict this node saw
         appear, each once)."""

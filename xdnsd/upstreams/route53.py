@@ -125,7 +125,8 @@ class Route53:
                 botocore.exceptions.ReadTimeoutError,
                 botocore.exceptions.ConnectTimeoutError,
             ) as exc:
-                if attempt < self.attempts:
+                # once more, then let the sync service's backoff take over (and say so)
+                if attempt < min(2, self.attempts):
                     self.sleep(random.uniform(0, delay))
                     delay = min(delay * 2, 20.0)
                     continue

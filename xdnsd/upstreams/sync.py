@@ -1,0 +1,441 @@
+"""The sync service: keeps each (zone, target) pair mirrored (../shared/ARCHITECTURE.md,
+"Mirroring to providers").
+
+A run (``Mirror.run``) reads the zone from the store (desired), the target's last applied
+state (``cursors``, ``applied/TARGET``) and the target itself (actual), plans three-way
+(``plan.three_way``), imports the drift (changes made at the provider) as one changeset from
+``provider:TARGET`` through ``Store.commit`` (so it reaches every node and every other
+target), pushes the rest, and records the outcome:
+
+* ``sync_status`` ``target/TARGET``: the state operators see: ``in-sync``, ``pending`` (the
+  zone changed; a run is due), ``out-of-sync`` (the last run failed: why, since when, next
+  try), ``held`` (a conflict, or the safety limit: an operator decides);
+* ``target-history/TARGET``: the last ``HISTORY`` runs (start, end, pushed, imported, calls,
+  error);
+* ``target-conflict/TARGET/ID``: an RRset changed both in the zone and at the provider since
+  the last run, differently.  It is left as it is on both sides until resolved
+  (``xdnsd conflicts resolve ID --keep local|remote``), which only moves the baseline: the
+  next run then pushes the zone's version, or imports the provider's.
+
+``SyncService`` runs the targets this node owns in a process of its own: a run after each
+change of the zone (debounced), a full reconcile every ``reconcile_every`` seconds, and after
+a failure a retry with exponential backoff and jitter; a target that comes back gets one run
+that sends it everything it missed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+
+from xdnsd.config import TargetConfig
+from xdnsd.model import RR, Changeset
+from xdnsd.store import Store, StoreError
+from xdnsd.upstreams.base import ChangedMeanwhile, Provider, ProviderError
+from xdnsd.upstreams.plan import (
+    Key,
+    Plan,
+    RRset,
+    for_target,
+    rrsets_from_records,
+    three_way,
+)
+
+log = logging.getLogger("xdnsd.sync")
+
+HISTORY = 100
+DEBOUNCE = 0.2  # seconds after a change before the run (changes close together go together)
+RETRY_MIN, RETRY_MAX = 1.0, 300.0
+POLL = 0.1  # seconds between looks at the zones' generations (shared memory)
+
+
+def make_provider(target: TargetConfig) -> Provider:
+    """The provider client a target's settings describe."""
+    s = target.settings
+    if target.kind == "route53":
+        from xdnsd.upstreams.route53 import Route53
+
+        return Route53(
+            str(s["hosted_zone_id"]),
+            endpoint_url=s.get("endpoint_url"),
+            region=str(s.get("region", "us-east-1")),
+            profile=s.get("profile"),
+            access_key_id=s.get("access_key_id"),
+            secret_access_key=s.get("secret_access_key"),
+        )
+    if target.kind == "azure":
+        from xdnsd.upstreams.azure import Azure
+
+        zone = target.zone.to_text(omit_final_dot=True) if target.zone else ""
+        return Azure(
+            subscription_id=str(s["subscription_id"]),
+            resource_group=str(s["resource_group"]),
+            zone_name=str(s.get("zone_name", zone)),
+            tenant_id=s.get("tenant_id"),
+            client_id=s.get("client_id"),
+            client_secret=s.get("client_secret"),
+            base_url=str(s.get("base_url", "https://management.azure.com")),
+            connection_verify=s.get("ca_file", True),
+        )
+    if target.kind == "rfc2136":
+        import dns.tsig
+
+        from xdnsd.upstreams.rfc2136 import Rfc2136
+
+        server = s["server"]
+        key = None
+        if target.key is not None:
+            key = dns.tsig.Key(target.key.name, target.key.secret, target.key.algorithm)
+        zone_text = target.zone.to_text() if target.zone else None
+        return Rfc2136(
+            server.host,
+            server.port,
+            zone_text,
+            key=key,
+            timeout=float(s.get("timeout", 5.0)),
+        )
+    raise ValueError(f"unknown target kind {target.kind!r}")
+
+
+def _rrs(rrset: RRset | None) -> list[RR]:
+    if rrset is None:
+        return []
+    owner = dns.name.from_text(rrset.name)
+    rdtype = dns.rdatatype.from_text(rrset.type)
+    return [
+        RR(owner, rrset.ttl, dns.rdata.from_text(dns.rdataclass.IN, rdtype, value))
+        for value in rrset.values
+    ]
+
+
+def _rrset_json(rrset: RRset | None) -> list[Any] | None:
+    return None if rrset is None else [rrset.name, rrset.type, rrset.ttl, list(rrset.values)]
+
+
+def _rrset_from(item: list[Any] | None) -> RRset | None:
+    if item is None:
+        return None
+    return RRset(str(item[0]), str(item[1]), int(item[2]), tuple(str(v) for v in item[3]))
+
+
+def conflict_id(target: str, key: Key) -> str:
+    return hashlib.sha256(f"{target}|{key[0]}|{key[1]}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    pushed: int = 0
+    imported: int = 0
+    calls: int = 0
+    error: str | None = None
+    retry: bool = True
+
+
+@dataclass
+class Mirror:
+    """One zone mirrored to one target."""
+
+    store: Store
+    target: TargetConfig
+    provider: Provider
+    clock: Callable[[], float] = time.time
+    # the service's bookkeeping
+    generation: int = -1  # the zone generation the last good run saw
+    due: float = 0.0  # when the next run is due (0: now)
+    failures: int = 0
+    changed_at: float | None = None  # when a change was first noticed, not yet run
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def zone(self) -> dns.name.Name:
+        assert self.target.zone is not None
+        return self.target.zone
+
+    # --- state kept in the store ------------------------------------------------------------
+
+    def _last_applied(self) -> dict[Key, RRset] | None:
+        doc = self.store.status(f"applied/{self.target.name}", table="cursors")
+        if doc is None or doc.get("zone") != self.zone.to_text():
+            return None
+        out: dict[Key, RRset] = {}
+        for item in doc["rrsets"]:
+            rrset = _rrset_from(item)
+            assert rrset is not None
+            out[rrset.key] = rrset
+        return out
+
+    def _save_applied(self, rrsets: Mapping[Key, RRset]) -> None:
+        self.store.put_status(
+            f"applied/{self.target.name}",
+            {"zone": self.zone.to_text(), "rrsets": [_rrset_json(r) for r in rrsets.values()]},
+            table="cursors",
+        )
+
+    def desired(self) -> tuple[dict[Key, RRset], list[RRset], int]:
+        """(what the target should hold, what it cannot, the zone's generation)."""
+        with self.store.snapshot() as snap:
+            zone = snap.zone(self.zone)
+            records = list(zone.iter_records())
+            generation = zone.meta.generation
+        kept, skipped = for_target(
+            rrsets_from_records(records), self.zone.to_text(), self.provider.supported
+        )
+        return kept, skipped, generation
+
+    def actual(self) -> dict[Key, RRset]:
+        return for_target(
+            self.provider.read(self.zone.to_text()), self.zone.to_text(), self.provider.supported
+        )[0]
+
+    # --- a run --------------------------------------------------------------------------------
+
+    def plan(self, force: bool = False) -> Plan:
+        """What a run would do now (reads the target; changes nothing)."""
+        desired, skipped, _generation = self.desired()
+        plan = three_way(desired, self._last_applied(), self.actual(), force=force)
+        plan.skipped = skipped
+        return plan
+
+    def run(self, force: bool = False) -> RunResult:
+        started = self.clock()
+        calls_before = getattr(self.provider, "calls", 0)
+        result = RunResult(Plan())
+        try:
+            for attempt in range(3):
+                try:
+                    self._run_once(result, force)
+                    break
+                except ChangedMeanwhile as exc:  # the target moved under us: read it again
+                    log.info("target %s changed during the run (%s); again", self.target.name, exc)
+                    if attempt == 2:
+                        raise
+        except ProviderError as exc:
+            result.error, result.retry = str(exc), exc.retry
+        except (StoreError, ValueError) as exc:
+            result.error, result.retry = f"{type(exc).__name__}: {exc}", False
+        result.calls = getattr(self.provider, "calls", 0) - calls_before
+        self._record(result, started)
+        return result
+
+    def _run_once(self, result: RunResult, force: bool) -> None:
+        desired, skipped, generation = self.desired()
+        last = self._last_applied()
+        actual = self.actual()
+        plan = three_way(desired, last, actual, force=force)
+        plan.skipped = skipped
+        result.plan = plan
+        # conflicts: left alone on both sides, listed for an operator
+        baseline: dict[Key, RRset] = dict(last or {})
+        self._write_conflicts(plan)
+        if plan.drift:
+            removed = [rr for c in plan.drift for rr in _rrs(c.old)]
+            added = [rr for c in plan.drift for rr in _rrs(c.new)]
+            cs = Changeset(self.zone, tuple(removed), tuple(added), f"provider:{self.target.name}")
+            self.store.commit(cs)
+            result.imported = len(plan.drift)
+            log.info(
+                "zone %s: imported %d RRset change(s) made at target %s",
+                self.zone,
+                len(plan.drift),
+                self.target.name,
+            )
+        if plan.push and plan.held is None:
+            self.provider.apply(self.zone.to_text(), plan.push)
+            result.pushed = len(plan.push)
+        # the new baseline: what both sides now agree on, per RRset; a held push or a
+        # conflict keeps the old one (so it is still told apart next time)
+        held_keys = {c.key for c in plan.conflicts}
+        if plan.held is not None:
+            held_keys |= {c.key for c in plan.push}
+        for key in {*desired, *actual}:
+            if key in held_keys:
+                continue
+            now = actual.get(key) if any(c.key == key for c in plan.drift) else desired.get(key)
+            if now is None:
+                baseline.pop(key, None)
+            else:
+                baseline[key] = now
+        self._save_applied(baseline)
+        self.generation = generation
+
+    # --- conflicts --------------------------------------------------------------------------
+
+    def _write_conflicts(self, plan: Plan) -> None:
+        prefix = f"target-conflict/{self.target.name}/"
+        old = self.store.statuses(prefix)
+        now: dict[str, dict[str, Any]] = {}
+        for c in plan.conflicts:
+            cid = conflict_id(self.target.name, c.key)
+            now[prefix + cid] = {
+                "id": cid,
+                "kind": "provider",
+                "target": self.target.name,
+                "zone": self.zone.to_text(),
+                "owner": c.key[0],
+                "rdtype": c.key[1],
+                "local": _rrset_json(c.desired),
+                "remote": _rrset_json(c.actual),
+                "last": _rrset_json(c.last),
+                "since": old.get(prefix + cid, {}).get("since", self.clock()),
+            }
+            if prefix + cid not in old:
+                log.warning(
+                    "conflict %s: %s %s changed in zone %s and at target %s since the last "
+                    "sync, differently; held until an operator decides: xdnsd conflicts "
+                    "resolve %s --keep local|remote",
+                    cid,
+                    c.key[0],
+                    c.key[1],
+                    self.zone,
+                    self.target.name,
+                    cid,
+                )
+                self.store.count("conflicts_detected")
+        docs: list[tuple[str, dict[str, Any] | None]] = [(k, v) for k, v in now.items()]
+        docs += [(k, None) for k in old if k not in now]
+        for key, doc in docs:
+            self.store.put_status(key, doc)
+
+    # --- bookkeeping ------------------------------------------------------------------------
+
+    def _record(self, result: RunResult, started: float) -> None:
+        now = self.clock()
+        name = self.target.name
+        plan = result.plan
+        entry = {
+            "start": started,
+            "end": now,
+            "pushed": result.pushed,
+            "imported": result.imported,
+            "conflicts": len(plan.conflicts),
+            "held": plan.held,
+            "skipped": [f"{r.name} {r.type}" for r in plan.skipped],
+            "calls": result.calls,
+            "error": result.error,
+        }
+        history = self.store.status(f"target-history/{name}") or {"runs": []}
+        runs = [*history["runs"], entry][-HISTORY:]
+        self.store.put_status(f"target-history/{name}", {"runs": runs})
+        previous = self.store.status(f"target/{name}") or {}
+        if result.error is not None:
+            self.failures += 1
+            delay = min(RETRY_MAX, RETRY_MIN * 2 ** (self.failures - 1))
+            self.due = now + random.uniform(delay / 2, delay)
+            state, reason = "out-of-sync", result.error
+            log.warning(
+                "target %s is out of sync: %s (next try in %.0f s)", name, reason, self.due - now
+            )
+        else:
+            self.failures = 0
+            self.due = now + self.target.reconcile_every
+            self.changed_at = None
+            if plan.conflicts or plan.held:
+                state = "held"
+                reason = plan.held or f"{len(plan.conflicts)} conflict(s): xdnsd conflicts list"
+            else:
+                state, reason = "in-sync", None
+        since = previous.get("since") if previous.get("state") == state else now
+        self.store.put_status(
+            f"target/{name}",
+            {
+                "target": name,
+                "kind": self.target.kind,
+                "zone": self.zone.to_text(),
+                "owner": self.target.owner,
+                "state": state,
+                "reason": reason,
+                "since": since,
+                "last_run": entry,
+                "next_run": self.due,
+            },
+        )
+
+    def mark_pending(self) -> None:
+        name = self.target.name
+        doc = self.store.status(f"target/{name}") or {
+            "target": name,
+            "kind": self.target.kind,
+            "zone": self.zone.to_text(),
+            "owner": self.target.owner,
+        }
+        if doc.get("state") in ("in-sync", None):
+            doc.update(state="pending", reason="the zone changed", since=self.clock())
+            self.store.put_status(f"target/{name}", doc)
+
+
+def resolve_conflict(store: Store, doc: Mapping[str, Any], keep: str) -> str:
+    """End a target conflict: ``keep`` "local" (the zone's version is pushed at the next run)
+    or "remote" (the provider's is imported): only the baseline moves."""
+    target = str(doc["target"])
+    applied = store.status(f"applied/{target}", table="cursors") or {
+        "zone": doc["zone"],
+        "rrsets": [],
+    }
+    key = (str(doc["owner"]), str(doc["rdtype"]))
+    rrsets = [r for r in applied["rrsets"] if (r[0], r[1]) != key]
+    # the baseline becomes the side that lost: the next run sees only the kept side changed
+    base = doc["remote"] if keep == "local" else doc["local"]
+    if base is not None:
+        rrsets.append(base)
+    applied["rrsets"] = rrsets
+    store.put_status(f"applied/{target}", applied, table="cursors")
+    store.put_status(f"target-conflict/{target}/{doc['id']}", None)
+    store.put_status(f"target-request/{target}", {"run": True, "at": time.time()})
+    side = "the zone's version is pushed" if keep == "local" else "the provider's is imported"
+    return f"{side} at the next run of target {target}"
+
+
+class SyncService:
+    """Runs this node's targets until ``stopping()``."""
+
+    def __init__(self, store: Store, mirrors: list[Mirror]) -> None:
+        self.store = store
+        self.mirrors = mirrors
+        self._zone_ids: dict[dns.name.Name, int] = {}
+
+    def _generation(self, mirror: Mirror) -> int:
+        zone_id = self._zone_ids.get(mirror.zone)
+        if zone_id is None:
+            meta = self.store.zone_for(mirror.zone)
+            if meta is None or meta.name != mirror.zone:
+                return -1
+            zone_id = self._zone_ids[mirror.zone] = meta.zone_id
+        return self.store.generations.get(zone_id)
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for mirror in self.mirrors:
+            generation = self._generation(mirror)
+            if generation < 0:
+                continue  # the zone is not here (yet)
+            request = self.store.status(f"target-request/{mirror.target.name}")
+            if request is not None:
+                self.store.put_status(f"target-request/{mirror.target.name}", None)
+                mirror.due = 0.0
+            if generation != mirror.generation and mirror.failures == 0:
+                if mirror.changed_at is None:
+                    mirror.changed_at = now
+                    mirror.mark_pending()
+                if now - mirror.changed_at >= DEBOUNCE:
+                    mirror.due = min(mirror.due, now)
+            if now >= mirror.due:
+                mirror.run()
+
+    def serve(self, stopping: Callable[[], bool]) -> None:
+        while not stopping():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("sync pass failed")
+            time.sleep(POLL)

@@ -1,14 +1,19 @@
 """The Azure DNS target (xdnsd/upstreams/azure.py): the real azure-mgmt-dns client over HTTPS
-against the ARM DNS emulator of tests/fakes/azure.py on 127.0.0.1."""
+against the ARM DNS emulator of tests/fakes/azure.py on 127.0.0.1; with a client secret, the
+real azure-identity/MSAL client-credentials flow against the emulator's Entra ID endpoints."""
 
 from __future__ import annotations
 
+import errno
+import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from tests.fakes.azure import AzureDns, FakeCredential
+from tests.fakes.azure import FAKE_TOKEN, AzureDns, FakeCredential
+from tests.harness import free_port
 from xdnsd.upstreams.azure import Azure, record_set
 from xdnsd.upstreams.base import ChangedMeanwhile, ProviderError
 from xdnsd.upstreams.plan import Action, Change, RRset, canonical_value, three_way
@@ -38,12 +43,19 @@ def make_target(emulator: AzureDns, **kwargs: object) -> Azure:
 
 
 @pytest.fixture
-def target(emulator: AzureDns) -> Iterator[Azure]:
+def fresh(emulator: AzureDns) -> AzureDns:
+    """The emulator with an empty zone, no log and no grants."""
     with emulator.lock:
         emulator.zones.clear()
         emulator.log.clear()
+        emulator.grants.clear()
     emulator.create_zone(ZONE.rstrip("."))
-    azure = make_target(emulator)
+    return emulator
+
+
+@pytest.fixture
+def target(fresh: AzureDns) -> Iterator[Azure]:
+    azure = make_target(fresh)
     yield azure
     azure.close()
 
@@ -231,3 +243,182 @@ def test_unreachable_is_an_error_to_retry(target: Azure, emulator: AzureDns) -> 
     finally:
         emulator.start()
     assert dict(target.read(ZONE)) == {}  # the same port serves again
+
+
+# --- a client secret: the token from the emulator's Entra ID ------------------------------
+
+LOCAL = {"127.0.0.1", "localhost", "::1"}
+IDENTITY_ENV = (  # what would send azure-identity or MSAL elsewhere
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_REGIONAL_AUTHORITY_NAME",
+    "MSAL_FORCE_REGION",
+    "REGION_NAME",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """No network but loopback: name lookups and connections elsewhere fail (as with no
+    network), and are listed here for the test to assert there were none."""
+    tried: list[object] = []
+    getaddrinfo, connect = socket.getaddrinfo, socket.socket.connect
+
+    def local_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in LOCAL:
+            tried.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, f"{host}: no network in tests")
+        return getaddrinfo(host, *args, **kwargs)
+
+    def local_connect(sock: socket.socket, address: Any) -> None:
+        if isinstance(address, tuple) and address[0] not in LOCAL:
+            tried.append(address)
+            raise OSError(errno.ENETUNREACH, f"{address}: no network in tests")
+        connect(sock, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", local_getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", local_connect)
+    for name in IDENTITY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    return tried
+
+
+def secret_target(emulator: AzureDns, **kwargs: object) -> Azure:
+    args: dict[str, object] = {
+        "credential": None,
+        "tenant_id": emulator.tenant,
+        "client_id": emulator.client_id,
+        "client_secret": emulator.client_secret,
+        "authority_host": emulator.url,
+    }
+    args.update(kwargs)
+    return make_target(emulator, **args)
+
+
+def identity_requests(emulator: AzureDns) -> list[tuple[str, str]]:
+    return [(m, p) for m, p, _ in emulator.requests() if not p.startswith("/subscriptions/")]
+
+
+def arm_requests(emulator: AzureDns) -> list[tuple[str, str, dict[str, str]]]:
+    return [r for r in emulator.requests() if r[1].startswith("/subscriptions/")]
+
+
+def test_a_client_secret_gets_its_token_from_entra_id(
+    fresh: AzureDns, offline: list[object]
+) -> None:
+    azure = secret_target(fresh)
+    try:
+        assert dict(azure.read(ZONE)) == {}
+        applied = azure.apply(ZONE, three_way(DESIRED, None, {}).push)
+        assert applied.calls == len(DESIRED)  # the identity requests are not ARM calls
+        assert dict(azure.read(ZONE)) == DESIRED
+    finally:
+        azure.close()
+    assert offline == []  # nothing but the emulator was asked
+    tenant = f"/{fresh.tenant}"
+    assert identity_requests(fresh) == [  # no instance discovery; one token for all calls
+        ("GET", f"{tenant}/v2.0/.well-known/openid-configuration"),
+        ("POST", f"{tenant}/oauth2/v2.0/token"),
+    ]
+    [grant] = fresh.grants
+    assert grant["grant_type"] == "client_credentials" and grant["client_id"] == fresh.client_id
+    assert grant["scope"] == "https://management.azure.com/.default"
+    tokens = {h["authorization"] for _, _, h in arm_requests(fresh)}
+    assert len(tokens) == 1
+    token = tokens.pop().removeprefix("Bearer ")
+    assert token in fresh.tokens and token != FAKE_TOKEN
+
+
+def test_a_wrong_client_secret_is_refused_and_not_retried(
+    fresh: AzureDns, offline: list[object]
+) -> None:
+    azure = secret_target(fresh, client_secret="not-the-secret")
+    change = Change(Action.CREATE, None, rrset("s.example.test.", "A", 300, "192.0.2.1"))
+    try:
+        with pytest.raises(ProviderError) as err:
+            azure.read(ZONE)
+        assert not err.value.retry
+        assert "Authentication failed" in str(err.value) and "AADSTS7000215" in str(err.value)
+        assert "Invalid client secret provided" in str(err.value)
+        with pytest.raises(ProviderError) as err:
+            azure.apply(ZONE, [change])
+        assert not err.value.retry and "AADSTS7000215" in str(err.value)
+        assert azure.calls == 0
+    finally:
+        azure.close()
+    assert offline == [] and arm_requests(fresh) == []  # no token: nothing sent to ARM
+    tenant = f"/{fresh.tenant}"
+    assert identity_requests(fresh) == [  # one token request an attempt: none retried
+        ("GET", f"{tenant}/v2.0/.well-known/openid-configuration"),
+        ("POST", f"{tenant}/oauth2/v2.0/token"),
+        ("POST", f"{tenant}/oauth2/v2.0/token"),
+    ]
+    assert fresh.tokens.keys().isdisjoint(
+        h.get("authorization", "") for _, _, h in fresh.requests()
+    )
+
+
+def test_other_refusals_are_not_retried(fresh: AzureDns, offline: list[object]) -> None:
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"client_id": "00000000-0000-0000-0000-0000000000cc"}, "AADSTS700016"),
+        ({"tenant_id": "00000000-0000-0000-0000-0000000000dd"}, "Unable to get authority"),
+        ({"authority_host": "http://127.0.0.1:1"}, "https"),
+    ]
+    for args, words in cases:
+        azure = secret_target(fresh, **args)
+        try:
+            with pytest.raises(ProviderError) as err:
+                azure.read(ZONE)
+            assert not err.value.retry and words in str(err.value), args
+        finally:
+            azure.close()
+    assert offline == [] and arm_requests(fresh) == []
+    forged = make_target(fresh, credential=FakeCredential("forged"))  # not a token it issued
+    try:
+        with pytest.raises(ProviderError) as err:
+            forged.read(ZONE)
+        assert not err.value.retry and "401" in str(err.value)
+    finally:
+        forged.close()
+
+
+def test_an_unreachable_identity_endpoint_is_an_error_to_retry(
+    fresh: AzureDns, offline: list[object]
+) -> None:
+    closed = secret_target(fresh, authority_host=f"https://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(ProviderError) as err:
+            closed.read(ZONE)
+        assert err.value.retry and "identity endpoint unreachable" in str(err.value)
+    finally:
+        closed.close()
+    assert offline == []
+    # without authority_host, login.microsoftonline.com: this test's guard keeps it offline
+    public = secret_target(fresh, authority_host=None)
+    try:
+        with pytest.raises(ProviderError) as err:
+            public.read(ZONE)
+        assert err.value.retry and "identity endpoint unreachable" in str(err.value)
+    finally:
+        public.close()
+    assert set(offline) == {"login.microsoftonline.com"}
+    assert arm_requests(fresh) == []
+
+
+def test_a_failing_identity_endpoint_is_an_error_to_retry(
+    fresh: AzureDns, offline: list[object]
+) -> None:
+    azure = secret_target(fresh)
+    try:
+        fresh.inject(4, 503, retry_after=None)  # the discovery GET: retried three times
+        with pytest.raises(ProviderError) as err:
+            azure.read(ZONE)
+        assert err.value.retry and "identity endpoint" in str(err.value) and "503" in str(err.value)
+        assert azure.calls == 0 and arm_requests(fresh) == []
+        assert dict(azure.read(ZONE)) == {}  # the next run goes through
+    finally:
+        azure.close()
+    assert offline == []

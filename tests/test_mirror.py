@@ -131,7 +131,17 @@ class Node:
             except AssertionError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not within {WAIT} s\n{self.proc.log()[-3000:]}")
+                runs = json.loads(
+                    run_cli("targets", "history", "r53", "--json", config=self.config).stdout
+                )
+                brief = [
+                    (r["full"], r["pushed"], r["imported"], r["conflicts"], r["error"])
+                    for r in runs
+                ]
+                raise AssertionError(
+                    f"{what}: not within {WAIT} s\n{self.status()}\n{brief}\n"
+                    f"{self.proc.log()[-3000:]}"
+                )
             time.sleep(0.1)
 
     def close(self) -> None:
@@ -199,6 +209,7 @@ def test_a_conflict_is_held_and_resolved(node: Node) -> None:
     node.nsupdate(
         "update delete www.example.test A\nupdate add www.example.test 300 A 192.0.2.90\n"
     )
+    node.wait("out-of-sync", lambda: node.status()["state"] == "out-of-sync")
     node.edit_at_provider("www.example.test.", "A", 300, "192.0.2.70")  # straight to moto
     node.proxy.start()
     node.wait("held", lambda: node.status()["state"] == "held")
@@ -233,5 +244,78 @@ def test_the_safety_limit_holds_a_large_delete(tmp_path: Path, moto: MotoServer)
         run_cli("targets", "sync", "r53", "--force", config=node.config)
         assert len(node.at_provider()) == 11
         node.wait("in-sync", lambda: node.status()["state"] == "in-sync")
+    finally:
+        node.close()
+
+
+def test_a_zone_is_adopted_from_route53(tmp_path: Path, moto: MotoServer) -> None:
+    """``xdnsd zone import-from``: a zone that lives at Route 53 becomes an xdnsd zone; the
+    target then starts in sync (nothing pushed back)."""
+    moto.reset()
+    zone_id = moto.create_zone("example.test.")
+    client: object = moto.client()
+    client.change_resource_record_sets(  # type: ignore[attr-defined]
+        HostedZoneId=zone_id,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": name,
+                        "Type": rdtype,
+                        "TTL": 300,
+                        "ResourceRecords": [{"Value": v} for v in values],
+                    },
+                }
+                for name, rdtype, values in (
+                    ("www.example.test.", "A", ["192.0.2.1", "192.0.2.2"]),
+                    ("\\052.example.test.", "A", ["192.0.2.3"]),
+                    ("txt.example.test.", "TXT", ['"hello world"']),
+                    ("example.test.", "MX", ["10 mail.example.test."]),
+                )
+            ]
+        },
+    )
+    port = free_port()
+    config = tmp_path / "xdnsd.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:{port}"]\ndata_dir = "{tmp_path / "var"}"\n'
+        f'[targets.r53]\nkind = "route53"\nhosted_zone_id = "{zone_id}"\n'
+        f'endpoint_url = "{moto.url}"\naccess_key_id = "testing"\nsecret_access_key = "testing"\n'
+        '[[zones]]\nname = "example.test"\ntargets = ["r53"]\n'
+    )
+    out = run_cli(
+        "zone", "import-from", "r53", "example.test", "--ns", "ns1.example.test.", config=config
+    ).stdout
+    assert "created from target r53: 4 RRsets (5 records)" in out
+    proc = XdnsdProcess(config, port)
+    try:
+        proc.wait_ready("example.test")
+        query = dns.message.make_query("anything.example.test", "A")
+        answer = dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
+        assert [str(rd) for rrset in answer.answer for rd in rrset] == ["192.0.2.3"]
+        deadline = time.monotonic() + WAIT
+        while True:
+            (doc,) = json.loads(run_cli("targets", "--json", config=config).stdout)
+            if doc.get("state") == "in-sync":
+                break
+            assert time.monotonic() < deadline, (doc, proc.log())
+            time.sleep(0.1)
+        assert doc["last_run"]["pushed"] == 0 and doc["last_run"]["imported"] == 0
+    finally:
+        assert proc.stop() == 0, proc.log()
+
+
+def test_5000_records_go_in_batches_of_1000(tmp_path: Path, moto: MotoServer) -> None:
+    text = ZONE + "".join(f"h{i} A 10.0.{i >> 8}.{i & 255}\n" for i in range(5000))
+    node = Node(tmp_path, moto, text)
+    try:
+        node.wait("5,000 at the provider", lambda: len(node.at_provider()) == 5001)
+        runs = json.loads(run_cli("targets", "history", "r53", "--json", config=node.config).stdout)
+        first = runs[0]
+        assert first["pushed"] == 5001 and first["error"] is None
+        # one listing of the empty zone, then 1,000 + 1,000 + 1,000 + 1,000 + 1,001 records in
+        # 6 batches (moto answers INSYNC at once: no GetChange)
+        assert first["calls"] == 1 + 6, first
     finally:
         node.close()

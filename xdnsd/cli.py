@@ -14,6 +14,7 @@ from typing import Any
 
 import dns.exception
 import dns.name
+import dns.rdata
 
 from xdnsd.config import Config, ConfigError, load_config
 from xdnsd.daemon import StartupError, notify_sources, open_store, serve, setup_logging
@@ -168,6 +169,60 @@ def cmd_zone_import(config: Config, args: argparse.Namespace) -> int:
             print(f"{zone}: created with {len(records)} records, serial {result.serial_to}")
     finally:
         store.close()
+    return 0
+
+
+def cmd_zone_import_from(config: Config, args: argparse.Namespace) -> int:
+    """Create or fill a zone from what a target holds now (adopting a provider's zone).
+
+    A zone xdnsd has gets the provider's RRsets (each replacing the zone's RRset of that name
+    and type; the zone's others stay); a new zone is created with them, an SOA and the apex NS
+    given with ``--ns``.  The target's baseline is set to what it holds, so its next sync
+    pushes only what differs."""
+    from xdnsd.model import RR, ChangeOp, Changeset
+    from xdnsd.upstreams.base import ProviderError
+    from xdnsd.upstreams.sync import Mirror, make_provider, rrs_of
+
+    target = _target(config, args.target)
+    zone = _zone_name(args.zone)
+    if target.zone != zone:
+        raise CLIError(f"target {target.name} mirrors zone {target.zone}, not {zone}")
+    provider = make_provider(target)
+    store = open_store(config)
+    try:
+        mirror = Mirror(store, target, provider)
+        try:
+            held = mirror.actual()
+        except ProviderError as exc:
+            raise CLIError(f"target {target.name}: {exc}") from None
+        added = [rr for rrset in held.values() for rr in rrs_of(rrset)]
+        origin = f"provider:{target.name}"
+        exists = zone in {m.name for m in store.list_zones()}
+        if exists:
+            with store.snapshot() as snap:
+                current = list(snap.zone(zone).iter_records())
+            replaced = {(rr.owner, rr.rdtype) for rr in added}
+            removed = [rr for rr in current if (rr.owner, rr.rdtype) in replaced]
+            cs = Changeset(zone, tuple(removed), tuple(added), origin)
+        else:
+            if not args.ns:
+                raise CLIError(f"zone {zone} is new here: name its servers with --ns NAME")
+            servers = [dns.name.from_text(n, zone) for n in args.ns]
+            soa = dns.rdata.from_text(
+                "IN", "SOA", f"{servers[0]} hostmaster.{zone} 1 3600 900 604800 300"
+            )
+            apex = [RR(zone, 3600, soa)] + [
+                RR(zone, 3600, dns.rdata.from_text("IN", "NS", n.to_text())) for n in servers
+            ]
+            cs = Changeset(zone, (), tuple(apex + added), origin, ChangeOp.CREATE)
+        result = store.commit(cs)
+        mirror.set_baseline(held)
+    finally:
+        store.close()
+    print(
+        f"{zone}: {'filled' if exists else 'created'} from target {target.name}: "
+        f"{len(held)} RRsets ({len(added)} records), serial {result.serial_to}"
+    )
     return 0
 
 
@@ -559,6 +614,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--zone", required=True)
     p.set_defaults(func=cmd_zone_import)
+    p = zone.add_parser(
+        "import-from", parents=[common], help="create or fill a zone from a target's records"
+    )
+    p.add_argument("target")
+    p.add_argument("zone")
+    p.add_argument("--ns", action="append", help="a new zone's name server (repeatable)")
+    p.set_defaults(func=cmd_zone_import_from)
     p = zone.add_parser("export", parents=[common], help="write a zone as a master file")
     p.add_argument("zone")
     p.add_argument("--output", "-o", default="-")

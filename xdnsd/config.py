@@ -105,7 +105,15 @@ TARGET_KINDS = {
     ),
     "azure": (
         {"subscription_id", "resource_group"},
-        {"zone_name", "tenant_id", "client_id", "client_secret", "base_url", "ca_file"},
+        {
+            "zone_name",
+            "tenant_id",
+            "client_id",
+            "client_secret",
+            "authority_host",
+            "base_url",
+            "ca_file",
+        },
     ),
     "rfc2136": ({"server"}, {"key", "timeout"}),
 }

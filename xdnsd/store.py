@@ -1221,12 +1221,17 @@ class Store:
 
         self._write(body)
 
-    def put_statuses(self, docs: Sequence[tuple[str, dict[str, Any], str]]) -> None:
-        """Several documents (key, document, table) in one transaction (one sync)."""
+    def put_statuses(self, docs: Sequence[tuple[str, dict[str, Any] | None, str]]) -> None:
+        """Several documents (key, document or None to delete, table) in one transaction."""
 
         def body(txn: Any) -> None:
             for key, doc, table in docs:
-                txn.put(key.encode(), json.dumps(doc, sort_keys=True).encode(), db=self._dbs[table])
+                if doc is None:
+                    txn.delete(key.encode(), db=self._dbs[table])
+                else:
+                    txn.put(
+                        key.encode(), json.dumps(doc, sort_keys=True).encode(), db=self._dbs[table]
+                    )
 
         self._write(body)
 

@@ -11,16 +11,27 @@ What it does as Azure does (../shared/PROVIDERS.md, the REST reference):
   412 ``PreconditionFailed``, also for ``If-Match`` on a set that does not exist); DELETE
   answers 200, or 204 when there was nothing;
 * the JSON shapes (``properties.TTL``, ``ARecords``, ``caaRecords``, ``CNAMERecord``, ...),
-  errors as ``{"error": {"code", "message"}}``; a bearer token is required (any is taken);
-  paths match case-insensitively; at most 20 records a set, 4,096 characters of TXT a set.
+  errors as ``{"error": {"code", "message"}}``; paths match case-insensitively; at most 20
+  records a set, 4,096 characters of TXT a set;
+* a bearer token is required: one the emulator issued (and not expired) or ``FAKE_TOKEN``
+  (``FakeCredential``'s); else 401 ``AuthenticationFailed``/``InvalidAuthenticationToken``;
+* Microsoft Entra ID (the identity platform) for one tenant and one application
+  (``tenant``, ``client_id``, ``client_secret``), as MSAL's client-credentials grant uses it:
+  ``GET /{tenant}/v2.0/.well-known/openid-configuration`` (its endpoints on this server) and
+  ``POST /{tenant}/oauth2/v2.0/token`` (``grant_type=client_credentials``, the secret in the
+  form or HTTP Basic, a ``.../.default`` scope) answering a random bearer token for an hour;
+  refusals as Entra answers them (``{"error", "error_description": "AADSTS...",
+  "error_codes", ...}``): a wrong or missing secret 401 ``invalid_client``, an unknown client
+  400 ``unauthorized_client``, an unknown tenant 400 ``invalid_tenant`` / ``invalid_request``.
 
-Test hooks: ``inject`` (the next requests answer 429 with ``Retry-After``, or another
-status), ``stop``/``start`` (an outage: the port closes, open connections are cut, then the
-same port serves again), ``put``/``touch``/``sets`` (edits "at Azure" behind the client's
-back, each giving a new etag), ``log`` (method, path, headers of every request).  TLS uses a
-throwaway CA made with ``cryptography`` (``ca_path`` is the client's ``connection_verify``);
-accepted sockets get ``TCP_NODELAY`` (without it each SDK call waits ~40-80 ms on Nagle and
-delayed ACKs).
+Test hooks: ``inject`` (the next requests, identity ones too, answer 429 with
+``Retry-After``, or another status), ``stop``/``start`` (an outage: the port closes, open
+connections are cut, then the same port serves again), ``put``/``touch``/``sets`` (edits "at
+Azure" behind the client's back, each giving a new etag), ``log`` (method, path, headers of
+every request, identity ones too), ``grants`` (the token requests' form fields, the secret
+left out), ``tokens`` (those issued).  TLS uses a throwaway CA made with ``cryptography``
+(``ca_path`` is the client's ``connection_verify``); accepted sockets get ``TCP_NODELAY``
+(without it each SDK call waits ~40-80 ms on Nagle and delayed ACKs).
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import ipaddress
 import itertools
 import json
 import re
+import secrets
 import socket
 import ssl
 import threading
@@ -62,6 +74,13 @@ FIELDS = {  # record type -> its JSON field in properties
     "SRV": "SRVRecords",
     "TXT": "TXTRecords",
 }
+_IDENTITY = re.compile(
+    r"^/(?P<tenant>[^/]+)/(?:(?P<config>v2\.0/\.well-known/openid-configuration)|"
+    r"(?P<token>oauth2/v2\.0/token))$",
+    re.IGNORECASE,
+)
+FAKE_TOKEN = "fake-token"  # what FakeCredential hands out: ARM takes it too
+TOKEN_LIFETIME = 3600
 _ZONE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers/microsoft\.network/"
     r"dnszones/(?P<zone>[^/]+)(?:/(?P<rest>.*))?$",
@@ -70,19 +89,47 @@ _ZONE = re.compile(
 
 
 class FakeCredential:
-    """A token credential for the emulator: any bearer token is taken."""
+    """A token credential for the emulator without Entra ID: ``token`` (``FAKE_TOKEN``, which
+    the emulator takes; any other it refuses)."""
+
+    def __init__(self, token: str = FAKE_TOKEN) -> None:
+        self.token = token
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("fake-token", int(time.time()) + 86400)
+        return AccessToken(self.token, int(time.time()) + 86400)
 
     def get_token_info(self, *scopes: str, **kwargs: Any) -> AccessTokenInfo:
-        return AccessTokenInfo("fake-token", int(time.time()) + 86400)
+        return AccessTokenInfo(self.token, int(time.time()) + 86400)
 
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code = status, code
+
+
+class EntraError(Exception):
+    """A refusal as Microsoft Entra ID words it (AADSTS code and text)."""
+
+    def __init__(self, status: int, error: str, aadsts: int, text: str) -> None:
+        super().__init__(text)
+        self.status, self.error, self.aadsts = status, error, aadsts
+
+    def json(self, url: str) -> dict[str, Any]:
+        now = datetime.datetime.now(datetime.UTC)
+        trace, correlation = secrets.token_hex(16), secrets.token_hex(16)
+        return {
+            "error": self.error,
+            "error_description": (
+                f"AADSTS{self.aadsts}: {self}\r\nTrace ID: {trace}\r\n"
+                f"Correlation ID: {correlation}\r\nTimestamp: {now:%Y-%m-%d %H:%M:%SZ}"
+            ),
+            "error_codes": [self.aadsts],
+            "timestamp": f"{now:%Y-%m-%d %H:%M:%SZ}",
+            "trace_id": trace,
+            "correlation_id": correlation,
+            "error_uri": f"{url}/error?code={self.aadsts}",
+        }
 
 
 def _make_tls(directory: Path) -> tuple[Path, ssl.SSLContext]:
@@ -148,8 +195,21 @@ class AzureDns:
     """The emulator; ``url`` is the client's ``base_url``, ``ca_path`` its
     ``connection_verify``."""
 
-    def __init__(self, directory: Path, subscription: str = "sub-1", group: str = "rg-1") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        subscription: str = "sub-1",
+        group: str = "rg-1",
+        *,
+        tenant: str = "00000000-0000-0000-0000-0000000000aa",
+        client_id: str = "00000000-0000-0000-0000-0000000000bb",
+        client_secret: str | None = None,
+    ) -> None:
         self.subscription, self.group = subscription, group
+        self.tenant, self.client_id = tenant, client_id
+        self.client_secret = client_secret or secrets.token_urlsafe(30)
+        self.tokens: dict[str, float] = {}  # bearer tokens issued -> when they expire
+        self.grants: list[dict[str, str]] = []  # token requests' form fields, secret left out
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.ca_path, self._tls = _make_tls(directory)
@@ -282,6 +342,124 @@ class AzureDns:
             },
         }
 
+    # --- Microsoft Entra ID ----------------------------------------------------------------
+
+    def check_token(self, authorization: str) -> None:
+        """An ARM request's ``Authorization``: a bearer token issued here (or FAKE_TOKEN)."""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header "
+                "is missing or not a bearer token.",
+            )
+        if token != FAKE_TOKEN and self.tokens.get(token, 0.0) <= time.time():
+            raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.")
+
+    def identity(
+        self, method: str, tenant: str, config: bool, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        """An Entra ID request (the openid configuration, or a token): (status, JSON)."""
+        if tenant.lower() != self.tenant.lower():
+            if config:
+                raise EntraError(
+                    400,
+                    "invalid_tenant",
+                    90002,
+                    f"Tenant '{tenant}' not found. Check to make "
+                    "sure you have the correct tenant ID and are signing into the correct cloud.",
+                )
+            raise EntraError(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
+        base = f"{self.url}/{self.tenant}"
+        if config:
+            if method != "GET":
+                raise EntraError(405, "invalid_request", 900561, "The endpoint only accepts GET.")
+            return 200, {
+                "issuer": f"{base}/v2.0",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+                "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+                "jwks_uri": f"{self.url}/{self.tenant}/discovery/v2.0/keys",
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "response_types_supported": ["code", "id_token", "code id_token", "token"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "tenant_region_scope": "EU",
+                "cloud_instance_name": "127.0.0.1",
+                "request_uri_parameter_supported": False,
+            }
+        if method != "POST":
+            raise EntraError(405, "invalid_request", 900561, "The endpoint only accepts POST.")
+        form = {k: v[-1] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
+        client_id, secret = form.get("client_id", ""), form.get("client_secret")
+        basic = headers.get("authorization", "")
+        if basic.lower().startswith("basic "):  # client_secret_basic
+            pair = base64.b64decode(basic[6:]).decode()
+            user, _, password = pair.partition(":")
+            client_id = client_id or urllib.parse.unquote_plus(user)
+            secret = secret or urllib.parse.unquote_plus(password)
+        self.grants.append({k: v for k, v in form.items() if k != "client_secret"})
+        grant = form.get("grant_type")
+        if grant != "client_credentials":
+            raise EntraError(
+                400,
+                "unsupported_grant_type",
+                70003,
+                f"The app requested an unsupported grant type '{grant}'.",
+            )
+        if client_id != self.client_id:
+            raise EntraError(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' "
+                f"was not found in the directory '{self.tenant}'.",
+            )
+        if not secret:
+            raise EntraError(
+                401,
+                "invalid_client",
+                7000218,
+                "The request body must contain the following "
+                "parameter: 'client_assertion' or 'client_secret'.",
+            )
+        if not secrets.compare_digest(secret, self.client_secret):
+            raise EntraError(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the "
+                "secret being sent in the request is the client secret value, not the client "
+                f"secret ID, for a secret added to app '{self.client_id}'.",
+            )
+        scope = form.get("scope", "")
+        if len(scope.split()) != 1 or not scope.endswith("/.default"):
+            raise EntraError(
+                400,
+                "invalid_scope",
+                1002012,
+                f"The provided value for scope {scope} is not "
+                "valid. Client credential flows must have a scope value with /.default suffixed "
+                "to the resource identifier (application ID URI).",
+            )
+        token = secrets.token_urlsafe(48)
+        self.tokens[token] = time.time() + TOKEN_LIFETIME
+        return 200, {
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME,
+            "ext_expires_in": TOKEN_LIFETIME,
+            "access_token": token,
+        }
+
+    # --- ARM -------------------------------------------------------------------------------
+
     def handle(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
     ) -> tuple[int, Any]:
@@ -330,7 +508,9 @@ class AzureDns:
             (s for s in self.zones[zone].values() if rdtype is None or s["type"] == rdtype),
             key=lambda s: (s["name"] != "@", s["name"].lower(), s["type"]),
         )
-        page = {"value": [self._set_json(zone, s) for s in sets[start : start + top]]}
+        page: dict[str, Any] = {
+            "value": [self._set_json(zone, s) for s in sets[start : start + top]]
+        }
         if start + top < len(sets):
             skip = base64.urlsafe_b64encode(str(start + top).encode()).decode().rstrip("=")
             page["nextLink"] = (
@@ -450,21 +630,16 @@ class _Handler(BaseHTTPRequestHandler):
             injected = emulator._inject.pop(0) if emulator._inject else None
         extra: dict[str, str] = {}
         try:
-            if injected is not None:
-                status, retry_after = injected
-                if retry_after is not None:
-                    extra["Retry-After"] = retry_after
-                code = "TooManyRequests" if status == 429 else "InternalServerError"
-                raise ApiError(status, code, f"injected HTTP {status}")
-            if not headers.get("authorization", "").startswith("Bearer "):
-                raise ApiError(401, "AuthenticationFailed", "Authentication failed.")
-            if query.get("api-version") != API_VERSION:
-                raise ApiError(400, "InvalidApiVersionParameter", "api-version is required.")
-            body = json.loads(raw) if raw else None
-            with emulator.lock:
-                status, answer = emulator.handle(self.command, url.path, query, headers, body)
+            status, answer = self._answer(url.path, query, headers, raw, injected, extra)
+        except EntraError as exc:
+            status, answer = exc.status, exc.json(emulator.url)
         except ApiError as exc:
             status, answer = exc.status, {"error": {"code": exc.code, "message": str(exc)}}
+            if status == 401:
+                extra["WWW-Authenticate"] = (
+                    'Bearer authorization_uri="https://login.windows.net/", error="invalid_token",'
+                    f' error_description="{exc}"'
+                )
         except ValueError as exc:
             status, answer = 400, {"error": {"code": "BadRequest", "message": str(exc)}}
         data = b"" if answer is None else json.dumps(answer).encode()
@@ -478,5 +653,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("x-ms-request-id", f"{time.monotonic_ns():x}")
         self.end_headers()
         self.wfile.write(data)
+
+    def _answer(
+        self,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        raw: bytes,
+        injected: tuple[int, str | None] | None,
+        extra: dict[str, str],
+    ) -> tuple[int, Any]:
+        emulator = self.server.emulator
+        if injected is not None:
+            status, retry_after = injected
+            if retry_after is not None:
+                extra["Retry-After"] = retry_after
+            code = "TooManyRequests" if status == 429 else "InternalServerError"
+            raise ApiError(status, code, f"injected HTTP {status}")
+        entra = _IDENTITY.match(path)
+        with emulator.lock:
+            if entra:
+                tenant, config = entra["tenant"], bool(entra["config"])
+                return emulator.identity(self.command, tenant, config, headers, raw)
+            emulator.check_token(headers.get("authorization", ""))
+        if query.get("api-version") != API_VERSION:
+            raise ApiError(400, "InvalidApiVersionParameter", "api-version is required.")
+        body = json.loads(raw) if raw else None
+        with emulator.lock:
+            return emulator.handle(self.command, path, query, headers, body)
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_POST = _serve

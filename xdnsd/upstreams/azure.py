@@ -23,6 +23,14 @@ Facts this follows (../shared/PROVIDERS.md, the Azure DNS REST reference):
   (``targetResource``) of Azure resources: neither is DNS data xdnsd mirrors; aliases are not
   touched, an empty set is overwritten by a create of the same key.
 * The apex SOA and NS belong to Azure and are not read.
+* Credentials: ``tenant_id``/``client_id``/``client_secret`` make a ``ClientSecretCredential``
+  (MSAL's client-credentials grant: ``GET {authority}/{tenant}/v2.0/.well-known/
+  openid-configuration``, then ``POST`` to the ``token_endpoint`` it names).  With
+  ``authority_host`` (another cloud, a private one) MSAL's instance discovery is off: it would
+  ask login.microsoftonline.com about the authority.  The identity requests trust the same CA
+  file as the ARM ones and use the same timeouts and retries.  A refused authentication (a
+  wrong secret, an unknown client or tenant) is not retried; an unreachable or failing (5xx)
+  identity endpoint is.
 """
 
 from __future__ import annotations
@@ -46,7 +54,6 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.pipeline import PipelineRequest
-from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.dns import DnsManagementClient
 from azure.mgmt.dns.models import (
     AaaaRecord,
@@ -68,17 +75,7 @@ PAGE = 100  # record sets per list request (Azure's default $top)
 SUPPORTED = frozenset({"A", "AAAA", "CAA", "CNAME", "MX", "NS", "PTR", "SRV", "TXT"})
 TXT_CHUNK = 255
 _NAME = re.compile(r"^[a-z0-9_*-]+(\.[a-z0-9_-]+)*$")  # what a relative name may be here
-
-
-class _Count(SansIOHTTPPolicy[Any, Any]):
-    """Counts every HTTP request sent (placed after the retry policy: each attempt)."""
-
-    def __init__(self, owner: Azure) -> None:
-        super().__init__()
-        self.owner = owner
-
-    def on_request(self, request: PipelineRequest[Any]) -> None:
-        self.owner.calls += 1
+_MSAL_HTTP = re.compile(r"^HTTP Error: (\d{3})$")  # MSAL's words for a 5xx it was answered
 
 
 def _absolute(name: str | None) -> str:
@@ -194,6 +191,7 @@ class Azure:
         tenant_id: str | None = None,
         client_id: str | None = None,
         client_secret: str | None = None,
+        authority_host: str | None = None,
         base_url: str = "https://management.azure.com",
         connection_verify: str | bool = True,
         retry_total: int = 6,
@@ -208,6 +206,7 @@ class Azure:
         self.zone_name = zone_name.rstrip(".").lower()
         self.credential = credential
         self._secret = (tenant_id, client_id, client_secret)
+        self.authority_host = authority_host
         self._own_credential = False
         self._client_args: dict[str, Any] = {
             "base_url": base_url,
@@ -239,19 +238,48 @@ class Azure:
             self._client = DnsManagementClient(
                 self.credential,
                 self.subscription_id,
-                per_retry_policies=[_Count(self)],
+                raw_request_hook=self._count,
                 **self._client_args,
             )
         return self._client
 
+    def _count(self, request: PipelineRequest[Any]) -> None:
+        """Counts every ARM request sent: the hook runs after the retry policy (each attempt)
+        and after the authentication policy (a request that got no token is not sent)."""
+        self.calls += 1
+
     def _make_credential(self) -> TokenCredential:
         tenant_id, client_id, client_secret = self._secret
+        args = self._client_args
         if tenant_id and client_id and client_secret:
             from azure.identity import ClientSecretCredential
 
-            return ClientSecretCredential(tenant_id, client_id, client_secret)
+            # its own pipeline: the same CA file, timeouts and retries as the ARM client
+            options: dict[str, Any] = {
+                k: args[k]
+                for k in (
+                    "retry_total",
+                    "retry_connect",
+                    "retry_read",
+                    "retry_status",
+                    "retry_backoff_factor",
+                    "connection_timeout",
+                    "read_timeout",
+                )
+            }
+            if isinstance(args["connection_verify"], str):  # a CA file (never "no checks")
+                options["connection_verify"] = args["connection_verify"]
+            if self.authority_host:
+                options["authority"] = self.authority_host
+                options["disable_instance_discovery"] = True  # no asking Microsoft about it
+            try:
+                return ClientSecretCredential(tenant_id, client_id, client_secret, **options)
+            except ValueError as exc:  # a tenant id or authority it cannot use
+                raise ProviderError(f"Azure credential: {exc}", False) from None
         from azure.identity import DefaultAzureCredential
 
+        if self.authority_host:
+            return DefaultAzureCredential(authority=self.authority_host)
         return DefaultAzureCredential()
 
     def close(self) -> None:
@@ -268,6 +296,13 @@ class Azure:
             return ChangedMeanwhile(f"Azure {what}: changed at Azure since it was read")
         if isinstance(exc, ServiceRequestError | ServiceResponseError):
             return ProviderError(f"Azure unreachable ({what}): {exc}")
+        if isinstance(exc, ClientAuthenticationError):  # azure-identity wraps what failed
+            cause = exc.__cause__
+            if isinstance(cause, ServiceRequestError | ServiceResponseError):
+                return ProviderError(f"Azure identity endpoint unreachable ({what}): {cause}")
+            failed = _MSAL_HTTP.match(str(cause)) if cause is not None else None
+            if failed and int(failed[1]) >= 500:  # not a refusal: the endpoint failed
+                return ProviderError(f"Azure identity endpoint ({what}): HTTP {failed[1]}")
         message = str(getattr(exc, "message", None) or exc).splitlines()[0]
         if status is None:
             retry = not isinstance(exc, ClientAuthenticationError)

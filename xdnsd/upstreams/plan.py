@@ -171,8 +171,11 @@ def three_way(
     actual: Mapping[Key, RRset],
     *,
     force: bool = False,
+    target_size: int | None = None,
 ) -> Plan:
-    """The plan for one target (see the module's text).  ``last`` None: no previous run."""
+    """The plan for one target (see the module's text).  ``last`` None: no previous run.
+    ``target_size``: the target's records in all, when ``actual`` is only part of it (the
+    safety limit is a share of the whole)."""
     plan = Plan()
     for key in sorted({*desired, *actual, *(last or {})}):
         d, a = desired.get(key), actual.get(key)
@@ -190,7 +193,7 @@ def three_way(
             plan.drift.append(_change(d, a))
         else:
             plan.conflicts.append(Conflict(key, d, prev, a))
-    plan.held = None if force else _safety(plan.push, actual)
+    plan.held = None if force else _safety(plan.push, actual, target_size)
     return plan
 
 
@@ -198,9 +201,9 @@ def _equal(a: RRset | None, b: RRset | None) -> bool:
     return (a is None and b is None) or (a is not None and a.same_data(b))
 
 
-def _safety(push: list[Change], actual: Mapping[Key, RRset]) -> str | None:
+def _safety(push: list[Change], actual: Mapping[Key, RRset], size: int | None = None) -> str | None:
     """Why an automatic run must wait for an operator, or None."""
-    existing = sum(len(r.values) for r in actual.values())
+    existing = sum(len(r.values) for r in actual.values()) if size is None else size
     if existing < SAFETY_MIN:
         return None
     touched = sum(

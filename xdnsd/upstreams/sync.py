@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from xdnsd.upstreams.plan import (
     Plan,
     RRset,
     for_target,
+    owner_text,
     rrsets_from_records,
     three_way,
 )
@@ -84,6 +86,7 @@ def make_provider(target: TargetConfig) -> Provider:
             tenant_id=s.get("tenant_id"),
             client_id=s.get("client_id"),
             client_secret=s.get("client_secret"),
+            authority_host=s.get("authority_host"),
             base_url=str(s.get("base_url", "https://management.azure.com")),
             connection_verify=s.get("ca_file", True),
         )
@@ -107,7 +110,8 @@ def make_provider(target: TargetConfig) -> Provider:
     raise ValueError(f"unknown target kind {target.kind!r}")
 
 
-def _rrs(rrset: RRset | None) -> list[RR]:
+def rrs_of(rrset: RRset | None) -> list[RR]:
+    """An RRset's records (none for None)."""
     if rrset is None:
         return []
     owner = dns.name.from_text(rrset.name)
@@ -135,6 +139,7 @@ def conflict_id(target: str, key: Key) -> str:
 @dataclass
 class RunResult:
     plan: Plan
+    full: bool = True  # the target was read (a reconcile), not assumed
     pushed: int = 0
     imported: int = 0
     calls: int = 0
@@ -156,6 +161,10 @@ class Mirror:
     failures: int = 0
     changed_at: float | None = None  # when a change was first noticed, not yet run
     history: list[dict[str, Any]] = field(default_factory=list)
+    # the zone as the target should hold it, at a serial: kept up to date from the journal,
+    # so that a push after a change costs what the change touched, not the zone's size
+    _cache: tuple[int, dict[Key, RRset], dict[Key, RRset]] | None = None
+    _baseline: dict[Key, RRset] | None = None  # the store's applied/TARGET, as loaded
 
     @property
     def zone(self) -> dns.name.Name:
@@ -164,34 +173,92 @@ class Mirror:
 
     # --- state kept in the store ------------------------------------------------------------
 
+    def forget(self) -> None:
+        """Drop what is cached (the baseline changed outside: a resolved conflict)."""
+        self._cache = None
+        self._baseline = None
+
     def _last_applied(self) -> dict[Key, RRset] | None:
-        doc = self.store.status(f"applied/{self.target.name}", table="cursors")
-        if doc is None or doc.get("zone") != self.zone.to_text():
+        if self._baseline is not None:
+            return dict(self._baseline)
+        name = self.target.name
+        head = self.store.status(f"applied/{name}", table="cursors")
+        if head is None or head.get("zone") != self.zone.to_text():
             return None
         out: dict[Key, RRset] = {}
-        for item in doc["rrsets"]:
-            rrset = _rrset_from(item)
+        for doc in self.store.statuses(f"applied/{name}/", table="cursors").values():
+            rrset = _rrset_from(doc["rrset"])
             assert rrset is not None
             out[rrset.key] = rrset
+        self._baseline = dict(out)
         return out
 
     def _save_applied(self, rrsets: Mapping[Key, RRset]) -> None:
-        self.store.put_status(
-            f"applied/{self.target.name}",
-            {"zone": self.zone.to_text(), "rrsets": [_rrset_json(r) for r in rrsets.values()]},
-            table="cursors",
-        )
+        """The baseline, one document per RRset (``applied/TARGET/NAME TYPE``): a run writes
+        only the RRsets it changed."""
+        old = self._baseline
+        if old is None:
+            old = self._last_applied() or {}
+        if old == rrsets and self._baseline is not None:
+            return
+        name = self.target.name
+        docs: list[tuple[str, dict[str, Any] | None, str]] = [
+            (f"applied/{name}", {"zone": self.zone.to_text()}, "cursors")
+        ]
+        for key in {*old, *rrsets}:
+            if old.get(key) != rrsets.get(key):
+                doc = {"rrset": _rrset_json(rrsets[key])} if key in rrsets else None
+                docs.append((f"applied/{name}/{key[0]} {key[1]}", doc, "cursors"))
+        self.store.put_statuses(docs)
+        self._baseline = dict(rrsets)
+
+    def set_baseline(self, rrsets: Mapping[Key, RRset]) -> None:
+        """Take ``rrsets`` as what the last run left at the target (an adopted zone)."""
+        self._save_applied(rrsets)
 
     def desired(self) -> tuple[dict[Key, RRset], list[RRset], int]:
         """(what the target should hold, what it cannot, the zone's generation)."""
+        kept, skipped, generation, _touched = self._desired()
+        return kept, sorted(skipped.values()), generation
+
+    def _desired(
+        self,
+    ) -> tuple[dict[Key, RRset], dict[Key, RRset], int, set[Key] | None]:
+        """... and the RRsets changed since the cached version (None: any may have)."""
+        origin = self.zone.to_text()
         with self.store.snapshot() as snap:
             zone = snap.zone(self.zone)
+            serial, generation = zone.meta.serial, zone.meta.generation
+            found = None
+            if self._cache is not None and self._cache[0] != serial:
+                found = snap.journal_since(self.zone, self._cache[0])
+            if self._cache is not None and (self._cache[0] == serial or found is not None):
+                kept, skipped = dict(self._cache[1]), dict(self._cache[2])
+                touched: set[Key] = set()
+                for _from, _to, removed, added in found[0] if found else []:
+                    for rr in (*removed[1:], *added[1:]):  # the SOAs first: not mirrored
+                        touched.add((owner_text(rr.owner), dns.rdatatype.to_text(rr.rdata.rdtype)))
+                for key in touched:
+                    kept.pop(key, None)
+                    skipped.pop(key, None)
+                    rrset = zone.rrsets_at(dns.name.from_text(key[0])).get(
+                        dns.rdatatype.from_text(key[1])
+                    )
+                    if rrset is None:
+                        continue
+                    records = [RR(rrset.name, rrset.ttl, rd) for rd in rrset]
+                    now, cannot = for_target(
+                        rrsets_from_records(records), origin, self.provider.supported
+                    )
+                    kept.update(now)
+                    skipped.update((r.key, r) for r in cannot)
+                self._cache = (serial, kept, skipped)
+                return dict(kept), dict(skipped), generation, touched
             records = list(zone.iter_records())
-            generation = zone.meta.generation
-        kept, skipped = for_target(
-            rrsets_from_records(records), self.zone.to_text(), self.provider.supported
-        )
-        return kept, skipped, generation
+        kept, cannot = for_target(rrsets_from_records(records), origin, self.provider.supported)
+        skipped = {r.key: r for r in cannot}
+        self._cache = (serial, kept, skipped)
+        return dict(kept), dict(skipped), generation, None
 
     def actual(self) -> dict[Key, RRset]:
         return for_target(
@@ -207,14 +274,19 @@ class Mirror:
         plan.skipped = skipped
         return plan
 
-    def run(self, force: bool = False) -> RunResult:
+    def run(self, force: bool = False, full: bool = True) -> RunResult:
+        """One run.  ``full``: read the whole target (a reconcile: finds drift and
+        conflicts); else the target is taken to hold what the last run left there and only
+        the zone's changes are pushed, each conditional on that (a push after a commit: no
+        listing of the target).  A conditional change that fails means the target moved: the
+        run starts again, full."""
         started = self.clock()
         calls_before = getattr(self.provider, "calls", 0)
         result = RunResult(Plan())
         try:
             for attempt in range(3):
                 try:
-                    self._run_once(result, force)
+                    self._run_once(result, force, full or attempt > 0)
                     break
                 except ChangedMeanwhile as exc:  # the target moved under us: read it again
                     log.info("target %s changed during the run (%s); again", self.target.name, exc)
@@ -228,19 +300,33 @@ class Mirror:
         self._record(result, started)
         return result
 
-    def _run_once(self, result: RunResult, force: bool) -> None:
-        desired, skipped, generation = self.desired()
+    def _run_once(self, result: RunResult, force: bool, full: bool) -> None:
+        desired, skipped_by_key, generation, touched = self._desired()
+        skipped = sorted(skipped_by_key.values())
         last = self._last_applied()
-        actual = self.actual()
-        plan = three_way(desired, last, actual, force=force)
+        result.full = full or last is None
+        if result.full:
+            actual = self.actual()
+            plan = three_way(desired, last, actual, force=force)
+        else:  # the target holds what the last run left: only what changed since is looked at
+            assert last is not None
+            actual = last
+            keys = set(desired) | set(last) if touched is None else touched
+            plan = three_way(
+                {k: desired[k] for k in keys if k in desired},
+                {k: last[k] for k in keys if k in last},
+                {k: last[k] for k in keys if k in last},
+                force=force,
+                target_size=sum(len(r.values) for r in last.values()),
+            )
         plan.skipped = skipped
         result.plan = plan
         # conflicts: left alone on both sides, listed for an operator
         baseline: dict[Key, RRset] = dict(last or {})
         self._write_conflicts(plan)
         if plan.drift:
-            removed = [rr for c in plan.drift for rr in _rrs(c.old)]
-            added = [rr for c in plan.drift for rr in _rrs(c.new)]
+            removed = [rr for c in plan.drift for rr in rrs_of(c.old)]
+            added = [rr for c in plan.drift for rr in rrs_of(c.new)]
             cs = Changeset(self.zone, tuple(removed), tuple(added), f"provider:{self.target.name}")
             self.store.commit(cs)
             result.imported = len(plan.drift)
@@ -258,7 +344,8 @@ class Mirror:
         held_keys = {c.key for c in plan.conflicts}
         if plan.held is not None:
             held_keys |= {c.key for c in plan.push}
-        for key in {*desired, *actual}:
+        looked_at = {*desired, *actual} if result.full or touched is None else touched
+        for key in looked_at:
             if key in held_keys:
                 continue
             now = actual.get(key) if any(c.key == key for c in plan.drift) else desired.get(key)
@@ -323,6 +410,7 @@ class Mirror:
             "skipped": [f"{r.name} {r.type}" for r in plan.skipped],
             "calls": result.calls,
             "error": result.error,
+            "full": result.full,
         }
         history = self.store.status(f"target-history/{name}") or {"runs": []}
         runs = [*history["runs"], entry][-HISTORY:]
@@ -338,7 +426,8 @@ class Mirror:
             )
         else:
             self.failures = 0
-            self.due = now + self.target.reconcile_every
+            if result.full:
+                self.due = now + self.target.reconcile_every
             self.changed_at = None
             if plan.conflicts or plan.held:
                 state = "held"
@@ -378,20 +467,19 @@ def resolve_conflict(store: Store, doc: Mapping[str, Any], keep: str) -> str:
     """End a target conflict: ``keep`` "local" (the zone's version is pushed at the next run)
     or "remote" (the provider's is imported): only the baseline moves."""
     target = str(doc["target"])
-    applied = store.status(f"applied/{target}", table="cursors") or {
-        "zone": doc["zone"],
-        "rrsets": [],
-    }
-    key = (str(doc["owner"]), str(doc["rdtype"]))
-    rrsets = [r for r in applied["rrsets"] if (r[0], r[1]) != key]
     # the baseline becomes the side that lost: the next run sees only the kept side changed
     base = doc["remote"] if keep == "local" else doc["local"]
-    if base is not None:
-        rrsets.append(base)
-    applied["rrsets"] = rrsets
-    store.put_status(f"applied/{target}", applied, table="cursors")
-    store.put_status(f"target-conflict/{target}/{doc['id']}", None)
-    store.put_status(f"target-request/{target}", {"run": True, "at": time.time()})
+    store.put_statuses(
+        [
+            (
+                f"applied/{target}/{doc['owner']} {doc['rdtype']}",
+                None if base is None else {"rrset": base},
+                "cursors",
+            ),
+            (f"target-conflict/{target}/{doc['id']}", None, "sync_status"),
+            (f"target-request/{target}", {"run": True, "forget": True}, "sync_status"),
+        ]
+    )
     side = "the zone's version is pushed" if keep == "local" else "the provider's is imported"
     return f"{side} at the next run of target {target}"
 
@@ -414,28 +502,47 @@ class SyncService:
         return self.store.generations.get(zone_id)
 
     def tick(self, now: float | None = None) -> None:
-        now = time.time() if now is None else now
         for mirror in self.mirrors:
-            generation = self._generation(mirror)
-            if generation < 0:
-                continue  # the zone is not here (yet)
-            request = self.store.status(f"target-request/{mirror.target.name}")
-            if request is not None:
-                self.store.put_status(f"target-request/{mirror.target.name}", None)
-                mirror.due = 0.0
-            if generation != mirror.generation and mirror.failures == 0:
-                if mirror.changed_at is None:
-                    mirror.changed_at = now
-                    mirror.mark_pending()
-                if now - mirror.changed_at >= DEBOUNCE:
-                    mirror.due = min(mirror.due, now)
-            if now >= mirror.due:
-                mirror.run()
+            self.tick_one(mirror, now)
+
+    def tick_one(self, mirror: Mirror, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        generation = self._generation(mirror)
+        if generation < 0:
+            return  # the zone is not here (yet)
+        request = self.store.status(f"target-request/{mirror.target.name}")
+        if request is not None:
+            self.store.put_status(f"target-request/{mirror.target.name}", None)
+            mirror.forget()  # the baseline may have changed outside this process
+            mirror.due = 0.0
+        if now >= mirror.due:  # a reconcile, or a retry after a failure
+            mirror.run(full=True)
+        elif generation != mirror.generation and mirror.failures == 0:
+            if mirror.changed_at is None:
+                mirror.changed_at = now
+                mirror.mark_pending()
+            if now - mirror.changed_at >= DEBOUNCE:
+                mirror.run(full=False)  # push the zone's changes
 
     def serve(self, stopping: Callable[[], bool]) -> None:
+        """Each target in a thread of its own: a slow or unreachable provider does not hold
+        the others back."""
+
+        def loop(mirror: Mirror) -> None:
+            while not stopping():
+                try:
+                    self.tick_one(mirror)
+                except Exception:
+                    log.exception("sync of target %s failed", mirror.target.name)
+                time.sleep(POLL)
+
+        threads = [
+            threading.Thread(target=loop, args=(m,), name=f"sync-{m.target.name}", daemon=True)
+            for m in self.mirrors
+        ]
+        for thread in threads:
+            thread.start()
         while not stopping():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("sync pass failed")
             time.sleep(POLL)
+        for thread in threads:
+            thread.join(30)

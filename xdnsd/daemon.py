@@ -408,3 +408,6 @@ def setup_logging(level: int = logging.INFO) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # the cloud SDKs log every HTTP request at INFO; their warnings and errors are enough
+    for noisy in ("azure", "botocore", "boto3", "urllib3", "msal"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -89,6 +89,11 @@ def make_provider(target: TargetConfig) -> Provider:
             authority_host=s.get("authority_host"),
             base_url=str(s.get("base_url", "https://management.azure.com")),
             connection_verify=s.get("ca_file", True),
+            # a few quick tries (and any Retry-After): past them, the service's backoff
+            retry_total=2,
+            retry_backoff_factor=0.5,
+            connection_timeout=5.0,
+            read_timeout=30.0,
         )
     if target.kind == "rfc2136":
         import dns.tsig
@@ -544,5 +549,8 @@ class SyncService:
             thread.start()
         while not stopping():
             time.sleep(POLL)
+        # a run in progress may be waiting on its provider: give it a moment, no more (the
+        # threads are daemons; a commit cut short is rolled back by LMDB)
+        deadline = time.monotonic() + 2.0
         for thread in threads:
-            thread.join(30)
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -125,3 +125,86 @@ def test_unreachable_is_an_error_to_retry(tmp_path: Path) -> None:
     with pytest.raises(ProviderError) as err:
         target.read(ZONE)
     assert err.value.retry and "unreachable" in str(err.value)
+
+
+# --- what moto does not reproduce, with botocore's Stubber (single calls, Route 53's answers) -----
+
+
+def stubbed(**kwargs: object) -> tuple[Route53, object, list[float]]:
+    from botocore.stub import Stubber
+
+    slept: list[float] = []
+    target = Route53(
+        "Z1",
+        endpoint_url="http://127.0.0.1:9",  # never reached: the Stubber answers
+        access_key_id="x",
+        secret_access_key="y",
+        sleep=slept.append,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    stub = Stubber(target.client)
+    stub.activate()
+    return target, stub, slept
+
+
+CHANGE = Change(
+    Action.UPDATE,
+    rrset("www.example.test.", "A", 300, "192.0.2.1"),
+    rrset("www.example.test.", "A", 300, "192.0.2.2"),
+)
+INFO = {"Id": "/change/C1", "Status": "PENDING", "SubmittedAt": "2026-12-02T00:00:00Z"}
+
+
+def test_throttling_is_retried_with_jitter_and_insync_awaited() -> None:
+    target, stub, slept = stubbed()
+    for code in ("Throttling", "PriorRequestNotComplete"):
+        stub.add_client_error(  # type: ignore[attr-defined]
+            "change_resource_record_sets", service_error_code=code, http_status_code=400
+        )
+    stub.add_response("change_resource_record_sets", {"ChangeInfo": INFO})  # type: ignore[attr-defined]
+    stub.add_response("get_change", {"ChangeInfo": INFO})  # type: ignore[attr-defined]
+    stub.add_response(  # type: ignore[attr-defined]
+        "get_change", {"ChangeInfo": {**INFO, "Status": "INSYNC"}}, {"Id": "/change/C1"}
+    )
+    applied = target.apply(ZONE, [CHANGE])
+    assert applied.calls == 5  # two refusals, the batch, two GetChange
+    assert len(slept) == 4 and all(s >= 0 for s in slept)
+    assert slept[0] <= 0.2 and slept[1] <= 0.4  # full jitter under a doubling cap
+    stub.assert_no_pending_responses()  # type: ignore[attr-defined]
+
+
+def test_a_stale_delete_is_changed_meanwhile_not_an_error() -> None:
+    from xdnsd.upstreams.base import ChangedMeanwhile, ProviderError
+
+    target, stub, _slept = stubbed()
+    stub.add_client_error(  # type: ignore[attr-defined]
+        "change_resource_record_sets",
+        service_error_code="InvalidChangeBatch",
+        service_message="[Tried to delete resource record set [name='www.example.test.', "
+        "type='A'] but the values provided do not match the current values]",
+        http_status_code=400,
+    )
+    with pytest.raises(ChangedMeanwhile):
+        target.apply(ZONE, [CHANGE])
+    stub.add_client_error(  # type: ignore[attr-defined]
+        "change_resource_record_sets",
+        service_error_code="InvalidChangeBatch",
+        service_message="RRSet of type CNAME with DNS name www.example.test. is not permitted",
+        http_status_code=400,
+    )
+    with pytest.raises(ProviderError) as err:
+        target.apply(ZONE, [CHANGE])
+    assert not err.value.retry and not isinstance(err.value, ChangedMeanwhile)
+
+
+def test_throttling_that_does_not_stop_is_an_error_to_retry_later() -> None:
+    from xdnsd.upstreams.base import ProviderError
+
+    target, stub, slept = stubbed(attempts=3)
+    for _ in range(3):
+        stub.add_client_error(  # type: ignore[attr-defined]
+            "list_resource_record_sets", service_error_code="Throttling", http_status_code=400
+        )
+    with pytest.raises(ProviderError) as err:
+        target.read(ZONE)
+    assert err.value.retry and "Throttling" in str(err.value) and len(slept) == 2

@@ -113,8 +113,9 @@ class Route53:
                     self.sleep(random.uniform(0, delay))  # full jitter
                     delay = min(delay * 2, 20.0)
                     continue
-                if code in ("InvalidChangeBatch", "InvalidInput") and (
-                    "not found" in message or "already exists" in message
+                if code in ("InvalidChangeBatch", "InvalidInput") and any(
+                    phrase in message
+                    for phrase in ("not found", "already exists", "do not match the current")
                 ):
                     raise ChangedMeanwhile(f"Route 53: {message}") from None
                 retry = code in RETRIED or code.startswith("5")

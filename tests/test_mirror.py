@@ -41,11 +41,19 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 
 
 class Node:
-    def __init__(self, directory: Path, moto: MotoServer, zone_text: str = ZONE) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        moto: MotoServer,
+        zone_text: str = ZONE,
+        upstream_port: int | None = None,
+        reconcile_every: float = 2,
+    ) -> None:
+        """``upstream_port``: what the proxy leads to (default: moto itself)."""
         moto.reset()
         self.moto = moto
         self.zone_id = moto.create_zone("example.test.")
-        self.proxy = LinkProxy(int(moto.url.rsplit(":", 1)[1]))
+        self.proxy = LinkProxy(upstream_port or int(moto.url.rsplit(":", 1)[1]))
         self.proxy.start()
         self.port = free_port()
         zone = directory / "example.test.zone"
@@ -58,7 +66,7 @@ class Node:
             f'endpoint_url = "http://127.0.0.1:{self.proxy.port}"\n'
             f'access_key_id = "{CREDENTIALS["aws_access_key_id"]}"\n'
             f'secret_access_key = "{CREDENTIALS["aws_secret_access_key"]}"\n'
-            "reconcile_every = 2\n"
+            f"reconcile_every = {reconcile_every}\n"
             f'[[zones]]\nname = "example.test"\nfile = "{zone}"\n'
             'update_policy = ["grant upd zonesub ANY"]\ntargets = ["r53"]\n'
         )
@@ -319,3 +327,35 @@ def test_5000_records_go_in_batches_of_1000(tmp_path: Path, moto: MotoServer) ->
         assert first["calls"] == 1 + 6, runs
     finally:
         node.close()
+
+
+def test_a_push_meets_an_edit_at_route53_and_holds(tmp_path: Path, moto: MotoServer) -> None:
+    """With Route 53's exact-match DELETE (enforced by a layer in front of moto): the push
+    after a change is conditional on what the last run left there; an edit made at the
+    provider meanwhile makes it fail, and the full run that follows holds the conflict
+    instead of overwriting the edit."""
+    from tests.fakes.strict_route53 import StrictRoute53
+
+    strict = StrictRoute53(int(moto.url.rsplit(":", 1)[1]))
+    # no reconcile in between to import the edit first: the push itself must notice it
+    node = Node(tmp_path, moto, upstream_port=strict.port, reconcile_every=3600)
+    try:
+        node.nsupdate("update add www.example.test 300 A 192.0.2.80\n")
+        node.wait(
+            "www synced",
+            lambda: (
+                node.status()["state"] == "in-sync"
+                and node.at_provider().get(("www.example.test.", "A")) == (300, ["192.0.2.80"])
+            ),
+        )
+        node.edit_at_provider("www.example.test.", "A", 300, "192.0.2.70")  # at moto itself
+        node.nsupdate(
+            "update delete www.example.test A\nupdate add www.example.test 300 A 192.0.2.90\n"
+        )
+        node.wait("held", lambda: node.status()["state"] == "held")
+        assert any("do not match the current values" in r for r in strict.refused)
+        assert node.at_provider()[("www.example.test.", "A")] == (300, ["192.0.2.70"])
+        assert node.served("www.example.test", "A") == ["300 192.0.2.90"]
+    finally:
+        node.close()
+        strict.stop()

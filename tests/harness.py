@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -208,6 +209,7 @@ class LinkProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # a slow answer (a large batch) is not a cut link
             with self._lock:
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
@@ -237,3 +239,17 @@ class LinkProxy:
                     conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
             self._conns.clear()
+
+
+def nsupdate(port: int, commands: str, key: str, zone: str = "example.test") -> None:
+    """Run the real ``nsupdate`` against 127.0.0.1:``port``: ``commands`` (each message ended
+    by ``send``; a last one is added when missing), signed with ``key``
+    (``hmac-sha256:NAME:SECRET``).  Fails the test on any error."""
+    script = f"server 127.0.0.1 {port}\nzone {zone}\n{commands}"
+    if not script.rstrip().endswith("send"):
+        script += "send\n"
+    nsupdate_bin = shutil.which("nsupdate") or "/usr/bin/nsupdate"
+    run = subprocess.run(
+        [nsupdate_bin, "-y", key], input=script, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, (run.stdout, run.stderr)

@@ -29,6 +29,7 @@ import dns.update
 import pytest
 
 from tests.harness import LinkProxy, XdnsdProcess, free_port, run_cli
+from tests.harness import nsupdate as harness_nsupdate
 from xdnsd.replication.session import Failed, PeerSession
 
 pytestmark = pytest.mark.slow
@@ -106,6 +107,15 @@ class Cluster:
         proc = XdnsdProcess(self.configs[node], self.dns_ports[node])
         proc.wait_ready("example.test")
         self.procs[node] = proc
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Whatever the test left running is killed (a clean stop is the test's to check)."""
+        for proc in self.procs.values():
+            if proc.proc.poll() is None:
+                proc.kill()
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -373,15 +383,7 @@ def test_a_conflict_across_a_cut_link_is_seen_and_resolved_everywhere(tmp_path: 
 
 
 def nsupdate(port: int, commands: str) -> None:
-    script = f"server 127.0.0.1 {port}\nzone example.test\n{commands}send\n"
-    run = subprocess.run(
-        [NSUPDATE, "-y", f"hmac-sha256:upd:{SECRET}"],
-        input=script,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 0, (run.stdout, run.stderr)
+    harness_nsupdate(port, commands, f"hmac-sha256:upd:{SECRET}")
 
 
 def wait_log(proc: XdnsdProcess, text: str, cluster: Cluster) -> None:
@@ -393,8 +395,7 @@ def wait_log(proc: XdnsdProcess, text: str, cluster: Cluster) -> None:
 
 def test_an_empty_node_joins_by_state_transfer(tmp_path: Path) -> None:
     """A node configured without the zone gets it whole from a peer, and changes after."""
-    cluster = Cluster(tmp_path, ("ns1", "ns2"), zoneless=("ns2",))
-    try:
+    with Cluster(tmp_path, ("ns1", "ns2"), zoneless=("ns2",)) as cluster:
         cluster.start("ns1")
         nsupdate(
             cluster.dns_ports["ns1"],
@@ -408,18 +409,13 @@ def test_an_empty_node_joins_by_state_transfer(tmp_path: Path) -> None:
         cluster.wait_converged()
         assert "later.example.test. 300 1 192.0.2.250" in cluster.zone("ns2")
         cluster.stop_all()
-    finally:
-        for proc in cluster.procs.values():
-            if proc.proc.poll() is None:
-                proc.kill()
 
 
 def test_a_node_away_longer_than_the_retention_gets_the_state(tmp_path: Path) -> None:
     """ns1 deletes records while ns2 is down and, the retention (2 s) past, collects the
     deletes: ns2 cannot be caught up change by change, gets the state, and the records it
     still held are not resurrected anywhere."""
-    cluster = Cluster(tmp_path, ("ns1", "ns2"), node_settings="tombstone_retention = 2\n")
-    try:
+    with Cluster(tmp_path, ("ns1", "ns2"), node_settings="tombstone_retention = 2\n") as cluster:
         for node in ("ns1", "ns2"):
             cluster.start(node)
         nsupdate(
@@ -443,10 +439,6 @@ def test_a_node_away_longer_than_the_retention_gets_the_state(tmp_path: Path) ->
         assert "r4.example.test. 300 1 192.0.2.4" in zone
         assert "new.example.test. 300 1 192.0.2.100" in zone
         cluster.stop_all()
-    finally:
-        for proc in cluster.procs.values():
-            if proc.proc.poll() is None:
-                proc.kill()
 
 
 def test_digests_repair_what_vectors_cannot_see(tmp_path: Path) -> None:
@@ -454,8 +446,9 @@ def test_digests_repair_what_vectors_cannot_see(tmp_path: Path) -> None:
     digests differ, and the record is merged back from ns1."""
     import lmdb
 
-    cluster = Cluster(tmp_path, ("ns1", "ns2"), node_settings="anti_entropy_interval = 0.5\n")
-    try:
+    with Cluster(
+        tmp_path, ("ns1", "ns2"), node_settings="anti_entropy_interval = 0.5\n"
+    ) as cluster:
         for node in ("ns1", "ns2"):
             cluster.start(node)
         nsupdate(
@@ -476,10 +469,6 @@ def test_digests_repair_what_vectors_cannot_see(tmp_path: Path) -> None:
         assert "h17.example.test. 300 1 192.0.2.17" in cluster.zone("ns2")
         wait_log(cluster.procs["ns2"], "serves different data at the same version vector", cluster)
         cluster.stop_all()
-    finally:
-        for proc in cluster.procs.values():
-            if proc.proc.poll() is None:
-                proc.kill()
 
 
 def _rss_anon_kib(pid: int) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,8 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.fakes.moto import CREDENTIALS, MotoServer, moto_server
-from tests.harness import LinkProxy, XdnsdProcess, free_port, run_cli
+from tests.fakes.moto import CREDENTIALS, MotoServer
+from tests.harness import LinkProxy, XdnsdProcess, free_port, nsupdate, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +32,6 @@ SECRET = base64.b64encode(b"mirror test tsig key, 32 bytes!!").decode()
 NSUPDATE = shutil.which("nsupdate") or "/usr/bin/nsupdate"
 ZONE = "$TTL 300\n@ SOA ns1 host 1 3600 900 604800 60\n@ NS ns1\nns1 A 192.0.2.53\n"
 WAIT = 30.0
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    yield from moto_server(tmp_path_factory.mktemp("moto") / "moto.log")
 
 
 class Node:
@@ -79,15 +73,7 @@ class Node:
             raise
 
     def nsupdate(self, commands: str) -> None:
-        script = f"server 127.0.0.1 {self.port}\nzone example.test\n{commands}send\n"
-        run = subprocess.run(
-            [NSUPDATE, "-y", f"hmac-sha256:upd:{SECRET}"],
-            input=script,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert run.returncode == 0, (run.stdout, run.stderr)
+        nsupdate(self.port, commands, f"hmac-sha256:upd:{SECRET}")
 
     def at_provider(self) -> dict[tuple[str, str], tuple[int, list[str]]]:
         client: object = self.moto.client()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,8 +23,9 @@ import dns.query
 import pytest
 
 from tests.fakes.azure import AzureDns
-from tests.fakes.moto import CREDENTIALS, MotoServer, moto_server
+from tests.fakes.moto import CREDENTIALS, MotoServer
 from tests.harness import LinkProxy, XdnsdProcess, free_port, run_cli
+from tests.harness import nsupdate as harness_nsupdate
 from tests.test_rfc2136 import KEY as BIND_KEY
 from tests.test_rfc2136 import SECRET as BIND_SECRET
 from tests.test_rfc2136 import Named, named  # noqa: F401 (the fixture)
@@ -37,11 +37,6 @@ PEER_KEY = base64.b64encode(b"targets test peer key, 32 bytes!").decode()
 NSUPDATE = shutil.which("nsupdate") or "/usr/bin/nsupdate"
 ZONE = "$TTL 300\n@ SOA ns1 host 1 3600 900 604800 60\n@ NS ns1\nns1 A 192.0.2.53\n"
 WAIT = 30.0
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    yield from moto_server(tmp_path_factory.mktemp("moto") / "moto.log")
 
 
 @pytest.fixture
@@ -140,15 +135,7 @@ def test_three_targets_and_a_peer(
         return {d["target"]: d.get("state") for d in docs}
 
     def nsupdate(commands: str) -> None:
-        script = f"server 127.0.0.1 {dns_ports['ns1']}\nzone example.test\n{commands}"
-        run = subprocess.run(
-            [NSUPDATE, "-y", f"hmac-sha256:upd:{SECRET}"],
-            input=script,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert run.returncode == 0, (run.stdout, run.stderr)
+        harness_nsupdate(dns_ports["ns1"], commands, f"hmac-sha256:upd:{SECRET}")
 
     try:
         for proc in procs.values():

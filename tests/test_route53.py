@@ -3,21 +3,15 @@ real boto3 client talking HTTP to it; batch sizing and name decoding as pure fun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.moto import CREDENTIALS, MotoServer, moto_server
+from tests.fakes.moto import CREDENTIALS, MotoServer
 from xdnsd.upstreams.plan import Action, Change, RRset, three_way
 from xdnsd.upstreams.route53 import MAX_CHARS, MAX_RECORDS, Route53, batches, decode_name
 
 ZONE = "example.test."
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    yield from moto_server(tmp_path_factory.mktemp("moto") / "moto.log")
 
 
 @pytest.fixture

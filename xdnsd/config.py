@@ -133,6 +133,24 @@ class TargetConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiToken:
+    name: str
+    secret: str = field(repr=False)
+    role: str = "read-only"  # or "read-write"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """The HTTP API's listener and who may use it."""
+
+    listen: ListenAddress
+    tokens: tuple[ApiToken, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allow_insecure: bool = False  # serve plain HTTP on a non-loopback address anyway
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     server: ServerConfig
@@ -141,6 +159,7 @@ class Config:
     keys: dict[dns.name.Name, TsigKey] = field(default_factory=dict)
     peers: tuple[PeerConfig, ...] = ()
     targets: dict[str, TargetConfig] = field(default_factory=dict)
+    api: ApiConfig | None = None
 
 
 def parse_listen(value: str, where: str) -> ListenAddress:
@@ -234,7 +253,7 @@ def load_config(path: str | Path) -> Config:
 def parse_config(raw: dict[str, Any], path: Path) -> Config:
     base = path.resolve().parent
     f = str(path)
-    _no_unknown(raw, {"server", "node", "zones", "keys", "peers", "targets"}, f)
+    _no_unknown(raw, {"server", "node", "zones", "keys", "peers", "targets", "api"}, f)
 
     keys = _parse_keys(_take(raw, "keys", dict, f, {}), base, f)
     server = _take(raw, "server", dict, f, {})
@@ -309,6 +328,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         raise ConfigError(f"{nw}.anti_entropy_interval: must be positive, got {anti_entropy}")
     peers = _parse_peers(_take(raw, "peers", list, f, []), node_id, f)
     targets = _parse_targets(_take(raw, "targets", dict, f, {}), keys, node_id, f)
+    api_raw = _take(raw, "api", dict, f, None)
+    api = None if api_raw is None else _parse_api(api_raw, base, f)
 
     zones = []
     seen: set[dns.name.Name] = set()
@@ -400,8 +421,45 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         node=NodeConfig(node_id, peer_listen, retention, anti_entropy),
         zones=tuple(zones),
         targets=targets,
+        api=api,
         keys=keys,
         peers=peers,
+    )
+
+
+def _parse_api(raw: dict[str, Any], base: Path, f: str) -> ApiConfig:
+    aw = f"{f}: [api]"
+    _no_unknown(raw, {"listen", "tokens", "tls_cert", "tls_key", "allow_insecure"}, aw)
+    listen = parse_listen(_take(raw, "listen", str, aw, "127.0.0.1:8053"), f"{aw}.listen")
+    tokens = []
+    for name, table in _take(raw, "tokens", dict, aw, {}).items():
+        tw = f"{aw}.tokens.{name}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{tw}: expected a table")
+        _no_unknown(table, {"secret", "role"}, tw)
+        secret = _take(table, "secret", str, tw)
+        if len(secret) < 16:
+            raise ConfigError(f"{tw}.secret: {len(secret)} characters; use at least 16")
+        role = _take(table, "role", str, tw, "read-only")
+        if role not in ("read-only", "read-write"):
+            raise ConfigError(f"{tw}.role: {role!r}: use 'read-only' or 'read-write'")
+        tokens.append(ApiToken(name, secret, role))
+    cert, key = _take(raw, "tls_cert", str, aw, None), _take(raw, "tls_key", str, aw, None)
+    if (cert is None) != (key is None):
+        raise ConfigError(f"{aw}: give both tls_cert and tls_key, or neither")
+    insecure = _take(raw, "allow_insecure", bool, aw, False)
+    loopback = ipaddress.ip_address(listen.host).is_loopback
+    if not loopback and cert is None and not insecure:
+        raise ConfigError(
+            f"{aw}.listen: {listen} is not a loopback address: serve it with TLS (tls_cert, "
+            "tls_key) or say allow_insecure = true"
+        )
+    return ApiConfig(
+        listen,
+        tuple(tokens),
+        None if cert is None else (base / cert).resolve(),
+        None if key is None else (base / key).resolve(),
+        insecure,
     )
 
 

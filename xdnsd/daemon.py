@@ -138,6 +138,8 @@ def serve(config: Config) -> int:
         children.append(_start_replicator(config, links, wake))
     if any(t.owner == config.node.id for t in config.targets.values()):
         children.append(_start_sync(config, links, wake))
+    if config.api is not None:
+        children.append(_start_api(config, links, wake))
     for _worker_end, writer_end in links:
         writer_end.close()
     for end in wake or ():
@@ -234,6 +236,60 @@ def _start_replicator(
         return _run_replicator(config, None if wake is None else wake[0])
 
     return _fork("replication", body)
+
+
+def _start_api(
+    config: Config,
+    links: list[tuple[socket.socket, socket.socket]],
+    wake: tuple[socket.socket, socket.socket] | None,
+) -> int:
+    """Fork the HTTP API process (its own reactor and store handle)."""
+
+    def body() -> int:
+        for worker_end, writer_end in links:
+            worker_end.close()
+            writer_end.close()
+        for end in wake or ():
+            end.close()
+        return _run_api(config)
+
+    return _fork("api", body)
+
+
+def _run_api(config: Config) -> int:
+    from twisted.internet import reactor as _reactor
+
+    from xdnsd.api.server import make_site
+
+    reactor: Any = _reactor
+    api = config.api
+    assert api is not None
+    store = open_store(config)
+    site = make_site(config, store)
+    if api.tls_cert is not None and api.tls_key is not None:
+        from twisted.internet import ssl  # needs pyOpenSSL (twisted[tls]): only for TLS
+
+        context = ssl.DefaultOpenSSLContextFactory(  # type: ignore[no-untyped-call]
+            str(api.tls_key), str(api.tls_cert)
+        )
+        reactor.listenSSL(api.listen.port, site, context, interface=api.listen.host)
+    else:
+        reactor.listenTCP(api.listen.port, site, interface=api.listen.host)
+    log.info(
+        "api: listening on %s (%s), %d token(s)",
+        api.listen,
+        "https" if api.tls_cert else "http",
+        len(api.tokens),
+    )
+
+    def on_signal(signum: int, frame: object) -> None:
+        reactor.callFromThread(reactor.stop)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    reactor.run(installSignalHandlers=False)
+    store.close()
+    return 0
 
 
 def _start_sync(

@@ -1,0 +1,125 @@
+"""The HTTP API, read side (issue 7, first part): a real ``xdnsd serve`` with ``[api]``, real
+HTTP on 127.0.0.1: tokens and roles, every read endpoint, errors as JSON."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import XdnsdProcess, free_port, nsupdate
+from xdnsd.config import ConfigError, load_config
+
+SECRET = "YXBpIHRlc3QgdHNpZyBrZXksIDMyIGJ5dGVzISEhIQ=="
+READER = "reader-token-0123456789"
+WRITER = "writer-token-0123456789"
+ZONE = "$TTL 300\n@ SOA ns1 host 1 3600 900 604800 60\n@ NS ns1\nns1 A 192.0.2.53\n"
+
+
+class Node:
+    def __init__(self, directory: Path) -> None:
+        self.port, self.api_port = free_port(), free_port()
+        zone = directory / "example.test.zone"
+        zone.write_text(ZONE + "www A 192.0.2.80\nwww AAAA 2001:db8::80\n")
+        self.config = directory / "xdnsd.toml"
+        self.config.write_text(
+            f'[server]\nlisten = ["127.0.0.1:{self.port}"]\ndata_dir = "{directory / "var"}"\n'
+            f'[keys.upd]\nalgorithm = "hmac-sha256"\nsecret = "{SECRET}"\n'
+            f'[api]\nlisten = "127.0.0.1:{self.api_port}"\n'
+            f'[api.tokens.reader]\nsecret = "{READER}"\n'
+            f'[api.tokens.ops]\nsecret = "{WRITER}"\nrole = "read-write"\n'
+            f'[[zones]]\nname = "example.test"\nfile = "{zone}"\n'
+            'update_policy = ["grant upd zonesub ANY"]\n'
+        )
+        self.proc = XdnsdProcess(self.config, self.port)
+        self.proc.wait_ready("example.test")
+
+    def get(self, path: str, token: str | None = READER, method: str = "GET") -> tuple[int, Any]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}", method=method)
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        for _ in range(50):  # the API process may still be starting
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    return answer.status, json.loads(answer.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.loads(exc.read())
+            except urllib.error.URLError:
+                import time
+
+                time.sleep(0.1)
+        raise AssertionError(f"the API did not answer\n{self.proc.log()}")
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = Node(tmp_path)
+    try:
+        yield n
+    finally:
+        assert n.proc.stop() == 0, n.proc.log()
+
+
+def test_tokens_and_roles(node: Node) -> None:
+    status, body = node.get("/api/v1/zones", token=None)
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+    status, body = node.get("/api/v1/zones", token="not-a-token-at-all-x")
+    assert status == 401 and body["error"]["message"] == "unknown token"
+    status, body = node.get("/api/v1/zones", method="POST")  # a read-only token writing
+    assert status == 403 and "may only read" in body["error"]["message"]
+    status, _ = node.get("/api/v1/zones", token=WRITER)
+    assert status == 200
+
+
+def test_read_endpoints(node: Node) -> None:
+    status, zones = node.get("/api/v1/zones")
+    assert status == 200 and [z["zone"] for z in zones] == ["example.test."]
+    assert zones[0]["serial"] == 1
+    nsupdate(
+        node.port, "update add new.example.test 300 A 192.0.2.9\n", f"hmac-sha256:upd:{SECRET}"
+    )
+    status, records = node.get("/api/v1/zones/example.test/records?name=www")
+    assert status == 200
+    assert sorted((r["type"], r["data"]) for r in records) == [
+        ("A", "192.0.2.80"),
+        ("AAAA", "2001:db8::80"),
+    ]
+    status, records = node.get("/api/v1/zones/example.test/records?type=A")
+    assert {r["name"] for r in records} == {
+        "ns1.example.test.",
+        "www.example.test.",
+        "new.example.test.",
+    }
+    status, history = node.get("/api/v1/zones/example.test/history")
+    assert status == 200 and history[0]["origin"].startswith("key:upd") and history[0]["added"] == 1
+    for path in ("/api/v1/peers", "/api/v1/targets", "/api/v1/conflicts"):
+        status, body = node.get(path)
+        assert status == 200 and body == [], (path, body)
+
+
+def test_errors_are_json_and_name_the_problem(node: Node) -> None:
+    status, body = node.get("/api/v1/zones/other.test/records")
+    assert status == 404 and "other.test." in body["error"]["message"]
+    status, body = node.get("/api/v1/zones/example.test/records?type=NOPE")
+    assert (
+        status == 400 and body["error"]["code"] == "bad-type" and "type" in body["error"]["message"]
+    )
+    status, body = node.get("/api/v1/nothing")
+    assert status == 404 and body["error"]["code"] == "not-found"
+
+
+def test_a_public_listener_needs_tls(tmp_path: Path) -> None:
+    config = tmp_path / "x.toml"
+    config.write_text('[api]\nlisten = "192.0.2.1:8053"\n')
+    with pytest.raises(ConfigError, match=r"\[api\].listen: .* not a loopback address"):
+        load_config(config)
+    config.write_text('[api]\nlisten = "192.0.2.1:8053"\nallow_insecure = true\n')
+    assert load_config(config).api is not None
+    config.write_text('[api]\n[api.tokens.x]\nsecret = "short"\n')
+    with pytest.raises(ConfigError, match="at least 16"):
+        load_config(config)

@@ -39,8 +39,17 @@ class Node:
         self.proc = XdnsdProcess(self.config, self.port)
         self.proc.wait_ready("example.test")
 
-    def get(self, path: str, token: str | None = READER, method: str = "GET") -> tuple[int, Any]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}", method=method)
+    def get(
+        self, path: str, token: str | None = READER, method: str = "GET", body: Any = None
+    ) -> tuple[int, Any]:
+        data = (
+            None
+            if body is None
+            else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}{path}", data=data, method=method
+        )
         if token is not None:
             request.add_header("Authorization", f"Bearer {token}")
         for _ in range(50):  # the API process may still be starting
@@ -123,3 +132,61 @@ def test_a_public_listener_needs_tls(tmp_path: Path) -> None:
     config.write_text('[api]\n[api.tokens.x]\nsecret = "short"\n')
     with pytest.raises(ConfigError, match="at least 16"):
         load_config(config)
+
+
+def served(port: int, name: str, rdtype: str) -> list[str]:
+    import dns.message
+    import dns.query
+
+    answer = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port, timeout=2)
+    return sorted(str(rd) for rrset in answer.answer for rd in rrset)
+
+
+def test_writes_are_changes_like_updates(node: Node) -> None:
+    body = {"name": "www", "type": "A", "ttl": 600, "data": ["192.0.2.81", "192.0.2.82"]}
+    status, result = node.get("/api/v1/zones/example.test/records", WRITER, "PUT", body)
+    assert status == 200 and result["changed"] and result["serial"] == 2, result
+    assert served(node.port, "www.example.test", "A") == ["192.0.2.81", "192.0.2.82"]
+    status, history = node.get("/api/v1/zones/example.test/history")
+    assert history[0]["origin"] == "api:ops"  # the token's name
+    status, result = node.get(
+        "/api/v1/zones/example.test/records?name=www&type=AAAA", WRITER, "DELETE"
+    )
+    assert status == 200 and result["changed"]
+    assert served(node.port, "www.example.test", "AAAA") == []
+    # the read-only token may not write
+    status, _ = node.get("/api/v1/zones/example.test/records", READER, "PUT", body)
+    assert status == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "the body is not JSON"),
+        ({"type": "A", "data": ["192.0.2.1"]}, "name:"),
+        ({"name": "x", "type": "NOPE", "data": ["1"]}, "type: 'NOPE'"),
+        ({"name": "x", "type": "A", "ttl": -1, "data": ["192.0.2.1"]}, "ttl: -1"),
+        ({"name": "x", "type": "A", "data": ["192.0.2.1", "not-an-address"]}, "data[1]"),
+        ({"name": "x", "type": "A", "data": []}, "data:"),
+    ],
+)
+def test_bad_writes_name_the_field(node: Node, body: Any, field: str) -> None:
+    status, answer = node.get("/api/v1/zones/example.test/records", WRITER, "PUT", body)
+    assert status == 400 and field in answer["error"]["message"], answer
+    status, zones = node.get("/api/v1/zones")
+    assert status == 200 and zones[0]["serial"] == 1  # nothing changed
+
+
+def test_concurrent_writes_all_land(node: Node) -> None:
+    import concurrent.futures
+
+    def put(i: int) -> int:
+        body = {"name": f"c{i}", "type": "A", "ttl": 300, "data": [f"192.0.2.{i + 1}"]}
+        return node.get("/api/v1/zones/example.test/records", WRITER, "PUT", body)[0]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(put, range(20))) == [200] * 20
+    status, zones = node.get("/api/v1/zones")
+    assert status == 200 and zones[0]["serial"] == 1 + 20
+    for i in range(20):
+        assert served(node.port, f"c{i}.example.test", "A") == [f"192.0.2.{i + 1}"]

@@ -9,6 +9,12 @@ handle; ``xdnsd serve`` starts it when ``[api]`` is configured).
 * **Endpoints** (``/api/v1``): ``zones``, ``zones/ZONE/records`` (``?name=``, ``?type=``),
   ``zones/ZONE/history``, ``peers``, ``targets``, ``targets/NAME/history``, ``conflicts``.
   Errors are JSON: ``{"error": {"code": ..., "message": ...}}``.
+* **Writes** (read-write tokens): ``PUT zones/ZONE/records`` with ``{"name", "type", "ttl",
+  "data": [...]}`` replaces an RRset, ``DELETE zones/ZONE/records?name=&type=`` deletes one.
+  Each is an RFC 2136 update planned by the same code as nsupdate's (``plan_update``: the
+  same rules, CNAME and apex checks) inside the writer's transaction (``commit_batch``), from
+  origin ``api:TOKEN``, so it is journalled, replicated and mirrored like any change, and the
+  history names the token.
 """
 
 from __future__ import annotations
@@ -74,10 +80,8 @@ class Api(resource.Resource):
         try:
             token = authenticate(self.api.tokens, request.getHeader(b"authorization"))
             method = request.method.decode()
-            if method != "GET":
-                if token.role != "read-write":
-                    raise ApiError(403, "forbidden", f"token {token.name!r} may only read")
-                raise ApiError(405, "method-not-allowed", f"{method} is not served here yet")
+            if method != "GET" and token.role != "read-write":
+                raise ApiError(403, "forbidden", f"token {token.name!r} may only read")
             path = request.path
             if not path.startswith(PREFIX):
                 raise ApiError(404, "not-found", "the API lives under /api/v1/")
@@ -86,7 +90,12 @@ class Api(resource.Resource):
             if handler is None:
                 raise ApiError(404, "not-found", f"no endpoint {path.decode()}")
             query = parse_qs(request.uri.decode().partition("?")[2])
-            body = handler(parts[1:], query)
+            if method == "GET":
+                body = handler(parts[1:], query)
+            elif method in ("PUT", "DELETE") and parts[0] == "zones" and parts[2:] == ["records"]:
+                body = self.write_records(method, parts[1], query, request, token)
+            else:
+                raise ApiError(405, "method-not-allowed", f"{method} {path.decode()}")
             request.setResponseCode(200)
             return json.dumps(body, indent=1).encode()
         except ApiError as exc:
@@ -160,6 +169,85 @@ class Api(resource.Resource):
                 }
             )
         return out
+
+    def write_records(
+        self,
+        method: str,
+        zone_text: str,
+        query: dict[str, list[str]],
+        request: Any,
+        token: ApiToken,
+    ) -> Any:
+        """Replace (PUT) or delete (DELETE) one RRset, as an RFC 2136 update would."""
+        import dns.rdata
+        import dns.update
+
+        from xdnsd.server.update import plan_update
+
+        zone = self._zone(zone_text)
+        if method == "PUT":
+            try:
+                doc = json.loads(request.content.read() or b"{}")
+            except ValueError as exc:
+                raise ApiError(400, "bad-json", f"the body is not JSON: {exc}") from None
+            if not isinstance(doc, dict):
+                raise ApiError(400, "bad-json", "the body must be a JSON object")
+            name_text, type_text = doc.get("name"), doc.get("type")
+            ttl, data = doc.get("ttl", 300), doc.get("data")
+        else:
+            name_text = query.get("name", [None])[0]
+            type_text = query.get("type", [None])[0]
+            ttl, data = 0, []
+        if not isinstance(name_text, str) or not name_text:
+            raise ApiError(400, "bad-field", "name: a domain name (relative to the zone) is needed")
+        if not isinstance(type_text, str):
+            raise ApiError(400, "bad-field", "type: a record type such as A or TXT is needed")
+        try:
+            name = dns.name.from_text(name_text, zone)
+        except dns.exception.DNSException as exc:
+            raise ApiError(400, "bad-field", f"name: {name_text!r}: {exc}") from None
+        try:
+            rdtype = dns.rdatatype.from_text(type_text)
+        except dns.exception.DNSException:
+            raise ApiError(400, "bad-field", f"type: {type_text!r} is not a record type") from None
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl < 2**31:
+            raise ApiError(400, "bad-field", f"ttl: {ttl!r} is not a TTL (0 .. 2^31-1)")
+        message = dns.update.UpdateMessage(zone)
+        message.delete(name, rdtype)
+        if method == "PUT":
+            if not isinstance(data, list) or not data or not all(isinstance(d, str) for d in data):
+                raise ApiError(400, "bad-field", "data: a non-empty list of record data strings")
+            for i, text in enumerate(data):
+                try:
+                    rdata = dns.rdata.from_text("IN", rdtype, text, origin=zone)
+                except Exception as exc:
+                    raise ApiError(400, "bad-field", f"data[{i}]: {text!r}: {exc}") from None
+                message.add(name, ttl, rdata)
+        outcome: dict[str, int] = {}
+
+        def planner(view: Any) -> Any:
+            plan = plan_update(message, view, origin=f"api:{token.name}")
+            outcome["rcode"] = plan.rcode
+            return plan.changeset
+
+        (result,) = self.store.commit_batch([(zone, planner)])
+        if isinstance(result, Exception):
+            raise ApiError(500, "not-applied", f"the change was not applied: {result}")
+        rcode = outcome.get("rcode", 0)
+        if rcode != 0:
+            import dns.rcode
+
+            raise ApiError(
+                422,
+                "refused",
+                f"the change was refused as an update would be: "
+                f"{dns.rcode.to_text(dns.rcode.Rcode.make(rcode))}",
+            )
+        return {
+            "zone": zone.to_text(),
+            "changed": result is not None,
+            "serial": None if result is None else result.serial_to,
+        }
 
     def peers(self, parts: list[str], query: dict[str, list[str]]) -> Any:
         found = self.store.statuses("peer/")

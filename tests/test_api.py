@@ -190,3 +190,19 @@ def test_concurrent_writes_all_land(node: Node) -> None:
     assert status == 200 and zones[0]["serial"] == 1 + 20
     for i in range(20):
         assert served(node.port, f"c{i}.example.test", "A") == [f"192.0.2.{i + 1}"]
+
+
+def test_metrics_parse_with_prometheus_client(node: Node) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, _ = node.get("/metrics", token=None)
+    assert status == 401  # metrics need a token too
+    request = urllib.request.Request(f"http://127.0.0.1:{node.api_port}/metrics")
+    request.add_header("Authorization", f"Bearer {READER}")
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        text = answer.read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    (sample,) = families["xdnsd_zone_serial"].samples
+    assert sample.labels == {"zone": "example.test."} and sample.value == 1
+    assert families["xdnsd_conflicts_detected"].samples[0].value == 0
+    assert families["xdnsd_store_bytes"].samples[0].value > 0

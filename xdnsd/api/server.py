@@ -83,6 +83,11 @@ class Api(resource.Resource):
             if method != "GET" and token.role != "read-write":
                 raise ApiError(403, "forbidden", f"token {token.name!r} may only read")
             path = request.path
+            if path == b"/metrics" and method == "GET":
+                from xdnsd.api.metrics import render
+
+                request.setHeader(b"Content-Type", b"text/plain; version=0.0.4; charset=utf-8")
+                return render(self.config, self.store)
             if not path.startswith(PREFIX):
                 raise ApiError(404, "not-found", "the API lives under /api/v1/")
             parts = [p for p in path[len(PREFIX) :].decode().split("/") if p]

@@ -135,11 +135,12 @@ def serve(config: Config) -> int:
     wake = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) if config.peers else None
     children = [_start_writer(config, links, wake)]
     if config.peers:
-        children.append(_start_replicator(config, links, wake))
+        run = lambda kept: _run_replicator(config, kept)  # noqa: E731
+        children.append(_start_service("replication", links, wake, run, keep_wake=True))
     if any(t.owner == config.node.id for t in config.targets.values()):
-        children.append(_start_sync(config, links, wake))
+        children.append(_start_service("sync", links, wake, lambda _: _run_sync(config)))
     if config.api is not None:
-        children.append(_start_api(config, links, wake))
+        children.append(_start_service("api", links, wake, lambda _: _run_api(config)))
     for _worker_end, writer_end in links:
         writer_end.close()
     for end in wake or ():
@@ -220,40 +221,31 @@ def _start_writer(
     return _fork("writer", body)
 
 
-def _start_replicator(
-    config: Config,
-    links: list[tuple[socket.socket, socket.socket]],
-    wake: tuple[socket.socket, socket.socket] | None = None,
-) -> int:
-    """Fork the replication process (its own reactor and store handle); it runs until SIGTERM."""
-
-    def body() -> int:
-        for worker_end, writer_end in links:
-            worker_end.close()
-            writer_end.close()
-        if wake is not None:
-            wake[1].close()
-        return _run_replicator(config, None if wake is None else wake[0])
-
-    return _fork("replication", body)
-
-
-def _start_api(
-    config: Config,
+def _start_service(
+    what: str,
     links: list[tuple[socket.socket, socket.socket]],
     wake: tuple[socket.socket, socket.socket] | None,
+    run: Callable[[socket.socket | None], int],
+    keep_wake: bool = False,
 ) -> int:
-    """Fork the HTTP API process (its own reactor and store handle)."""
+    """Fork a service process (replication, sync, API: its own loop and store handle) that
+    runs until SIGTERM.  It closes the worker links and the wake pair, except the wake pair's
+    reading end when ``keep_wake`` (handed to ``run``)."""
 
     def body() -> int:
         for worker_end, writer_end in links:
             worker_end.close()
             writer_end.close()
-        for end in wake or ():
-            end.close()
-        return _run_api(config)
+        kept = None
+        if wake is not None:
+            wake[1].close()
+            if keep_wake:
+                kept = wake[0]
+            else:
+                wake[0].close()
+        return run(kept)
 
-    return _fork("api", body)
+    return _fork(what, body)
 
 
 def _run_api(config: Config) -> int:
@@ -290,24 +282,6 @@ def _run_api(config: Config) -> int:
     reactor.run(installSignalHandlers=False)
     store.close()
     return 0
-
-
-def _start_sync(
-    config: Config,
-    links: list[tuple[socket.socket, socket.socket]],
-    wake: tuple[socket.socket, socket.socket] | None,
-) -> int:
-    """Fork the sync process: it mirrors the zones to the targets this node owns."""
-
-    def body() -> int:
-        for worker_end, writer_end in links:
-            worker_end.close()
-            writer_end.close()
-        for end in wake or ():
-            end.close()
-        return _run_sync(config)
-
-    return _fork("sync", body)
 
 
 def _run_sync(config: Config) -> int:

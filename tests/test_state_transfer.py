@@ -28,6 +28,8 @@ from tests.test_store_merge import (
     SHM,
     ZONE,
     Node,
+    change_step,
+    deliver_step,
     directory,  # noqa: F401 (fixture)
     local_change,
     make_cluster,
@@ -75,16 +77,8 @@ def collect(node: Node, nodes: dict[str, Node]) -> None:
 
 steps = st.lists(
     st.one_of(
-        st.tuples(
-            st.just("change"),
-            st.sampled_from(NODES),
-            st.integers(0, 6),
-            st.integers(0, 11),
-            st.sampled_from([300, 600]),
-        ),
-        st.tuples(
-            st.just("deliver"), st.sampled_from(NODES), st.lists(st.integers(0, 200), max_size=6)
-        ),
+        change_step,
+        deliver_step,
         st.tuples(st.just("state"), st.sampled_from(NODES), st.sampled_from(NODES)),
         st.tuples(st.just("collect"), st.sampled_from(NODES)),
     ),

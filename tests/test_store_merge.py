@@ -127,22 +127,18 @@ def result_vv(node: Node) -> dict[str, int]:
     return dict(node.store.list_zones()[0].vv)
 
 
-steps = st.lists(
-    st.one_of(
-        st.tuples(
-            st.just("change"),
-            st.sampled_from(NODES),
-            st.integers(0, 6),
-            st.integers(0, 11),
-            st.sampled_from([300, 600]),
-        ),
-        st.tuples(
-            st.just("deliver"), st.sampled_from(NODES), st.lists(st.integers(0, 200), max_size=6)
-        ),
-    ),
-    min_size=15,
-    max_size=40,
+# a node makes a change (plan_change's kind, pick, TTL), or is handed changes from the log
+change_step = st.tuples(
+    st.just("change"),
+    st.sampled_from(NODES),
+    st.integers(0, 6),
+    st.integers(0, 11),
+    st.sampled_from([300, 600]),
 )
+deliver_step = st.tuples(
+    st.just("deliver"), st.sampled_from(NODES), st.lists(st.integers(0, 200), max_size=6)
+)
+steps = st.lists(st.one_of(change_step, deliver_step), min_size=15, max_size=40)
 
 
 @settings(max_examples=60, deadline=None)

@@ -38,6 +38,7 @@ class Node:
         )
         self.proc = XdnsdProcess(self.config, self.port)
         self.proc.wait_ready("example.test")
+        self.get("/api/v1/zones")  # waits for the API process too
 
     def get(
         self, path: str, token: str | None = READER, method: str = "GET", body: Any = None
@@ -116,7 +117,9 @@ def test_errors_are_json_and_name_the_problem(node: Node) -> None:
     assert status == 404 and "other.test." in body["error"]["message"]
     status, body = node.get("/api/v1/zones/example.test/records?type=NOPE")
     assert (
-        status == 400 and body["error"]["code"] == "bad-type" and "type" in body["error"]["message"]
+        status == 400
+        and body["error"]["code"] == "bad-field"
+        and "type" in body["error"]["message"]
     )
     status, body = node.get("/api/v1/nothing")
     assert status == 404 and body["error"]["code"] == "not-found"
@@ -206,3 +209,133 @@ def test_metrics_parse_with_prometheus_client(node: Node) -> None:
     assert sample.labels == {"zone": "example.test."} and sample.value == 1
     assert families["xdnsd_conflicts_detected"].samples[0].value == 0
     assert families["xdnsd_store_bytes"].samples[0].value > 0
+
+
+def text_call(node: Node, path: str, method: str = "GET", body: bytes | None = None) -> Any:
+    """A call whose body or answer is a master file (``text/dns``), not JSON."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{node.api_port}{path}", data=body, method=method
+    )
+    request.add_header("Authorization", f"Bearer {WRITER}")
+    request.add_header("Content-Type", "text/dns")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.headers["Content-Type"], answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def test_zone_lifecycle(node: Node) -> None:
+    """Create (from name servers, and from a master file), import, export, delete."""
+    status, made = node.get(
+        "/api/v1/zones", WRITER, "POST", {"zone": "new.test", "ns": ["ns1.new.test.", "ns2"]}
+    )
+    assert status == 201 and made["created"] and made["records"] == 3, (made, node.proc.log())
+    assert served(node.port, "new.test", "NS") == ["ns1.new.test.", "ns2.new.test."]
+    status, again = node.get("/api/v1/zones", WRITER, "POST", {"zone": "new.test", "ns": ["a"]})
+    assert status == 409 and again["error"]["code"] == "exists"
+    status, detail = node.get("/api/v1/zones/new.test")
+    assert status == 200 and detail["records"] == 3 and detail["kind"] == "primary"
+
+    # import: the zone becomes exactly the file (one change), named in the history
+    text = "$TTL 60\n@ SOA ns1 h 7 3600 900 604800 60\n@ NS ns1\nns1 A 192.0.2.1\nw TXT hi\n"
+    status, kind, body = text_call(node, "/api/v1/zones/new.test/file", "PUT", text.encode())
+    result = json.loads(body)
+    # the SOA, NS ns1 (its TTL changes), the A and the TXT; NS ns1 at 3600 and NS ns2 go
+    assert status == 200 and result["added"] == 4 and result["removed"] == 2, result
+    assert served(node.port, "w.new.test", "TXT") == ['"hi"']
+    assert served(node.port, "new.test", "NS") == ["ns1.new.test."]
+    status, history = node.get("/api/v1/zones/new.test/history")
+    assert [h["origin"] for h in history] == ["api:ops", "api:ops"]
+    status, kind, exported = text_call(node, "/api/v1/zones/new.test/file")
+    assert status == 200 and kind.startswith("text/dns")
+    assert 'w.new.test.\t60\tIN\tTXT\t"hi"' in exported.replace(" ", "\t"), exported
+
+    # a zone created from a master file
+    status, made = node.get(
+        "/api/v1/zones", WRITER, "POST", {"zone": "file.test", "file": text.replace("h 7", "h 1")}
+    )
+    assert status == 201 and made["records"] == 4
+    assert served(node.port, "w.file.test", "TXT") == ['"hi"']
+
+    status, gone = node.get("/api/v1/zones/new.test", WRITER, "DELETE")
+    assert status == 200 and gone["deleted"]
+    status, zones = node.get("/api/v1/zones")
+    assert sorted(z["zone"] for z in zones) == ["example.test.", "file.test."]
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    query = dns.message.make_query("new.test", "SOA")
+    answer = dns.query.udp(query, "127.0.0.1", port=node.port, timeout=2)
+    assert answer.rcode() == dns.rcode.REFUSED  # not served any more
+    status, _ = node.get("/api/v1/zones/new.test", WRITER, "DELETE")
+    assert status == 404
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("$TTL 60\n@ SOA ns1 h 1 3600 900 604800 60\n@ NS ns1\nx A 999.1.1.1\n", "file:4:"),
+        ("$INCLUDE /etc/passwd\n", "file:1:"),
+        ("$TTL 60\n@ NS ns1\n", "SOA"),
+    ],
+)
+def test_bad_master_files_change_nothing(node: Node, text: str, message: str) -> None:
+    status, _, body = text_call(node, "/api/v1/zones/example.test/file", "PUT", text.encode())
+    error = json.loads(body)["error"]
+    assert status == 400 and error["code"] == "bad-zone-file" and message in error["message"]
+    status, zones = node.get("/api/v1/zones")
+    assert zones[0]["serial"] == 1
+    status, _ = node.get(
+        "/api/v1/zones",
+        WRITER,
+        "POST",
+        {"zone": "bad.test", "file": text.replace("@", "bad.test.")},
+    )
+    assert status == 400
+    assert [z["zone"] for z in node.get("/api/v1/zones")[1]] == ["example.test."]
+
+
+def test_add_and_delete_single_records(node: Node) -> None:
+    path = "/api/v1/zones/example.test/records"
+    status, result = node.get(
+        path, WRITER, "POST", {"name": "www", "type": "A", "data": ["192.0.2.81"]}
+    )
+    assert status == 200 and result["changed"], result
+    assert served(node.port, "www.example.test", "A") == ["192.0.2.80", "192.0.2.81"]
+    status, result = node.get(f"{path}?name=www&type=A&data=192.0.2.80", WRITER, "DELETE")
+    assert status == 200 and result["changed"]
+    assert served(node.port, "www.example.test", "A") == ["192.0.2.81"]
+    # names in the data are relative to the zone, as in a master file
+    status, _ = node.get(path, WRITER, "PUT", {"name": "@", "type": "MX", "data": ["10 mail"]})
+    assert status == 200 and served(node.port, "example.test", "MX") == ["10 mail.example.test."]
+    # the same rules as an update: a CNAME beside other data is refused whole
+    body = {"name": "www", "type": "CNAME", "data": ["elsewhere.test."]}
+    status, answer = node.get(path, WRITER, "POST", body)
+    assert status == 422 and answer["error"]["code"] == "ignored", answer
+    assert "CNAME" in answer["error"]["message"]
+    assert served(node.port, "www.example.test", "CNAME") == []
+    # and what an update is refused for (BIND: NSEC records are not updatable) is refused
+    body = {"name": "www", "type": "NSEC", "data": ["z.example.test. A"]}
+    status, answer = node.get(path, WRITER, "POST", body)
+    assert status == 422 and answer["error"]["code"] == "refused", answer
+    assert "REFUSED" in answer["error"]["message"]
+    status, answer = node.get(
+        path, WRITER, "POST", {"name": "x.other.test.", "type": "A", "data": ["192.0.2.1"]}
+    )
+    assert status == 400 and "not in zone" in answer["error"]["message"]
+
+
+def test_status_and_resolve_errors(node: Node) -> None:
+    status, view = node.get("/api/v1/status")
+    assert status == 200 and view["node"] == "ns1"  # the default node id
+    (zone,) = view["zones"]
+    assert zone["zone"] == "example.test." and zone["cells"] == {"ns1": "in-sync"}
+    assert view["changes"][0]["zone"] == "example.test." and view["conflicts"] == []
+    status, answer = node.get("/api/v1/conflicts/nope/resolve", WRITER, "POST", {"keep": "local"})
+    assert status == 404 and answer["error"]["code"] == "no-conflict"
+    status, answer = node.get("/api/v1/conflicts/nope/resolve", WRITER, "POST", {})
+    assert status == 400 and "keep" in answer["error"]["message"]
+    status, answer = node.get("/api/v1/status", WRITER, "DELETE")
+    assert status == 405

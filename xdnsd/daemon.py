@@ -47,13 +47,31 @@ def open_transfer_cache(config: Config) -> TransferCache:
 
 def load_configured_zones(config: Config, store: Store) -> None:
     """Create each configured zone from its master file on first start; the store is the truth
-    afterwards (change a zone with ``xdnsd zone import`` or dynamic updates)."""
+    afterwards (change a zone with ``xdnsd zone import`` or dynamic updates).  A zone that was
+    dropped (on any node: its tombstone is here) is not created again from its file: that
+    would bring it back on every node of the cluster at each restart."""
     present = {meta.name for meta in store.list_zones()}
+    dropped = {tomb.zone: tomb for tomb in store.dropped_zones()}
     for zone in config.zones:
         if zone.name in present or zone.name == config.server.catalog_zone:
             continue  # the catalog's contents are made by xdnsd, not read from a file
         if zone.primaries:
             continue  # a secondary zone: its first transfer creates it
+        tomb = dropped.get(zone.name)
+        if tomb is not None:
+            log.warning(
+                "zone %s is configured but was deleted by %s (on node %s) at %s: not creating "
+                "it again from %s; to serve it again: xdnsd zone import %s --zone %s "
+                "(or remove it from the config)",
+                zone.name,
+                tomb.origin,
+                tomb.dot.node,
+                tomb.when,
+                zone.file,
+                zone.file or "FILE",
+                zone.name,
+            )
+            continue
         if zone.file is None:
             raise StartupError(
                 f"{config.path}: zone {zone.name} is not in the store and has no 'file' to load"

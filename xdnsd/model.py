@@ -6,6 +6,7 @@ whatever its source, is a changeset handed to ``store.commit()``.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import json
 import struct
@@ -81,6 +82,7 @@ class StateTransfer:
     entries: tuple[tuple[int, bytes, bytes], ...]
     repair: bool = False
     buckets: frozenset[int] | None = None
+    incarnation: int = 0  # the zone's incarnation the state is of (see ``ZoneTombstone``)
 
 
 STATE_KINDS = ("records", "tombstones", "slots", "clears", "conflicts")
@@ -120,9 +122,71 @@ class Changeset:
     cleared: tuple[tuple[dns.name.Name, int], ...] = ()
     # op STATE: the state to merge (it has no dot of its own: it carries the sender's writes)
     state: StateTransfer | None = None
+    # which life of the zone the change belongs to: 0 for a zone never dropped, one more for
+    # each re-creation after a drop (``ZoneTombstone``); dots count within an incarnation
+    incarnation: int = 0
 
     def is_empty(self) -> bool:
         return not self.removed and not self.added and self.op is ChangeOp.CHANGE
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneTombstone:
+    """What is left of a dropped zone (``ChangeOp.DROP``): kept by every node, so that no
+    change or state of the dropped zone brings it back.
+
+    ``incarnation``: the life of the zone that was dropped (a re-created zone is incarnation
+    ``incarnation + 1``: its dots start afresh and never mix with the old ones); ``vv``: the
+    version vector the drop covers, its own dot included (a change of that incarnation it
+    covers was seen by the drop; one it does not was concurrent with it, and is discarded
+    too: the deletion wins); ``dot``, ``hlc``, ``origin``: the drop itself (who and when);
+    ``serial``: the last serial this node served (a re-creation serves a higher one).
+
+    Tombstones are a few hundred bytes per dropped zone and are kept indefinitely (a node that
+    comes back after any absence must still learn of the drop); a re-creation that is dropped
+    again replaces its zone's tombstone.
+    """
+
+    zone: dns.name.Name
+    incarnation: int
+    vv: dict[str, int]
+    dot: Dot
+    hlc: int
+    origin: str
+    serial: int = 0
+
+    def covers(self, dot: Dot) -> bool:
+        return self.vv.get(dot.node, 0) >= dot.counter
+
+    @property
+    def time_ms(self) -> int:
+        return self.hlc >> 16
+
+    @property
+    def when(self) -> str:
+        """When the zone was dropped, for people (UTC)."""
+        moment = datetime.datetime.fromtimestamp(self.time_ms / 1000, tz=datetime.UTC)
+        return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    def changeset(self) -> Changeset:
+        """The drop as a change for peers (``ChangeOp.DROP``; ``context``: what it covers)."""
+        return Changeset(
+            self.zone,
+            origin=self.origin,
+            op=ChangeOp.DROP,
+            dot=self.dot,
+            hlc=self.hlc,
+            context=tuple(sorted(self.vv.items())),
+            incarnation=self.incarnation,
+        )
+
+    @classmethod
+    def of_drop(cls, cs: Changeset, serial: int = 0) -> ZoneTombstone:
+        """The tombstone a ``ChangeOp.DROP`` change (from a peer) stands for."""
+        assert cs.dot is not None and cs.hlc is not None
+        vv = {n: c for n, c in cs.context if c}
+        vv[cs.dot.node] = max(vv.get(cs.dot.node, 0), cs.dot.counter)
+        return cls(cs.zone, cs.incarnation, vv, cs.dot, cs.hlc, cs.origin, serial)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,19 +297,19 @@ def decode_rrs(data: bytes | memoryview, offset: int = 0) -> tuple[list[RR], int
 
 def encode_changeset(cs: Changeset, added_encoded: list[bytes] | None = None) -> bytes:
     """Changeset to bytes; ``added_encoded`` may give ``cs.added`` already encoded (in order)."""
-    head = json.dumps(
-        {
-            "zone": cs.zone.to_text(),
-            "origin": cs.origin,
-            "op": cs.op.value,
-            "dot": [cs.dot.node, cs.dot.counter] if cs.dot else None,
-            "hlc": cs.hlc,
-            "context": [list(item) for item in cs.context],
-            "exact_serial": cs.exact_serial,
-            "cleared": [[name.to_text(), rdtype] for name, rdtype in cs.cleared],
-        },
-        separators=(",", ":"),
-    ).encode()
+    fields: dict[str, Any] = {
+        "zone": cs.zone.to_text(),
+        "origin": cs.origin,
+        "op": cs.op.value,
+        "dot": [cs.dot.node, cs.dot.counter] if cs.dot else None,
+        "hlc": cs.hlc,
+        "context": [list(item) for item in cs.context],
+        "exact_serial": cs.exact_serial,
+        "cleared": [[name.to_text(), rdtype] for name, rdtype in cs.cleared],
+    }
+    if cs.incarnation:  # absent for the first life of a zone (as before incarnations)
+        fields["incarnation"] = cs.incarnation
+    head = json.dumps(fields, separators=(",", ":")).encode()
     if added_encoded is None:
         added = encode_rrs(cs.added)
     else:
@@ -270,4 +334,5 @@ def decode_changeset(data: bytes | memoryview) -> Changeset:
         context=tuple((n, c) for n, c in head["context"]),
         exact_serial=head.get("exact_serial", False),
         cleared=tuple((dns.name.from_text(n), int(t)) for n, t in head.get("cleared", [])),
+        incarnation=int(head.get("incarnation", 0)),
     )

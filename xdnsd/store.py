@@ -21,6 +21,17 @@ Layout (named sub-databases, big-endian ordered keys; see ../shared/ARCHITECTURE
                 written); a slot absent here is its one write, in ``records`` or ``tombstones``
 ``clears``      zone id | owner key | type (ANY for the name) -> the deletes-as-a-whole there
 ``meta``        schema version, node id, zone id allocator
+``dropped``     zone name key -> the zone's tombstone (``model.ZoneTombstone``, JSON): a dropped
+                zone, so that no peer's change or state brings it back; kept indefinitely
+
+**Dropped zones.**  A drop (``ChangeOp.DROP``) deletes the zone and records its tombstone in
+``dropped`` in the same transaction; the replicator sends every tombstone to every peer.  A
+peer's drop deletes the zone whatever this node has of it that the drop had not seen: the
+deletion wins (those changes are counted in ``conflicts_detected`` and logged), so every node
+ends without the zone whatever the order of delivery.  A change or state of a dropped
+incarnation is discarded, never applied.  Created again, the zone is a new incarnation
+(``ZoneMeta.incarnation``): its dots count afresh and every change and state names the
+incarnation it belongs to, so the two lives never mix.
 
 ``Store.commit()`` is the only write path for zone data: one write transaction, synced to disk
 before it returns, then the zone's generation is published (see :class:`GenerationTable`) and the
@@ -65,6 +76,7 @@ from xdnsd.model import (
     CommitResult,
     Dot,
     StateTransfer,
+    ZoneTombstone,
     canonical_rdata,
     decode_changeset,
     decode_rrs,
@@ -97,6 +109,7 @@ _DB_NAMES = (
     "meta",
     "slots",
     "clears",
+    "dropped",
 )
 
 _U32 = struct.Struct("!I")
@@ -156,6 +169,8 @@ class ZoneMeta:
     file: str | None = None
     # a secondary zone past its SOA expire time without reaching a primary: answered SERVFAIL
     expired: bool = False
+    # the zone's life: one more for each re-creation after a drop (``model.ZoneTombstone``)
+    incarnation: int = 0
 
     @property
     def serial(self) -> int:
@@ -178,6 +193,7 @@ class ZoneMeta:
                     "hlc": self.hlc,
                     "file": self.file,
                     "expired": self.expired,
+                    "incarnation": self.incarnation,
                 },
                 separators=(",", ":"),
                 sort_keys=True,
@@ -198,6 +214,7 @@ class ZoneMeta:
             hlc=d["hlc"],
             file=d.get("file"),
             expired=d.get("expired", False),
+            incarnation=d.get("incarnation", 0),
         )
 
 
@@ -676,6 +693,16 @@ class Snapshot:
         cursor = self._txn.cursor(db=self._store._dbs["zones"])
         return [ZoneMeta.from_json(v) for _k, v in cursor]
 
+    def tombstones(self) -> list[ZoneTombstone]:
+        """The dropped zones' tombstones (a zone re-created since has one too: that of the
+        incarnation before)."""
+        cursor = self._txn.cursor(db=self._store._dbs["dropped"])
+        return [_decode_tombstone(v) for _k, v in cursor]
+
+    def tombstone(self, zone: dns.name.Name) -> ZoneTombstone | None:
+        raw = self._txn.get(_zone_key(zone), db=self._store._dbs["dropped"])
+        return None if raw is None else _decode_tombstone(raw)
+
     def history(self, zone: dns.name.Name, limit: int = 50) -> list[dict[str, Any]]:
         meta = self.zone(zone).meta
         prefix = _U32.pack(meta.zone_id)
@@ -951,6 +978,12 @@ def _merge_writes(
     return sorted(kept, key=lambda w: w.rank, reverse=True)
 
 
+def _ignored(cs: Changeset, serial: int, generation: int) -> CommitResult:
+    """The outcome of a peer's change or state that is not applied (of a dropped zone)."""
+    dot = cs.dot or Dot("", 0)
+    return CommitResult(cs.zone, dot, cs.hlc or 0, serial, serial, generation, False)
+
+
 def _seen(context: Mapping[str, int], dot: Dot) -> bool:
     return context.get(dot.node, 0) >= dot.counter
 
@@ -1031,6 +1064,50 @@ def _encode_conflict(conflict: merge.Conflict, closed: bool = False) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+
+
+def _encode_tombstone(tomb: ZoneTombstone) -> bytes:
+    return json.dumps(
+        {
+            "zone": tomb.zone.to_text(),
+            "incarnation": tomb.incarnation,
+            "vv": tomb.vv,
+            "dot": [tomb.dot.node, tomb.dot.counter],
+            "hlc": tomb.hlc,
+            "origin": tomb.origin,
+            "serial": tomb.serial,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
+
+
+def _decode_tombstone(raw: bytes) -> ZoneTombstone:
+    d = json.loads(raw)
+    return ZoneTombstone(
+        zone=_text_name(d["zone"]),
+        incarnation=int(d["incarnation"]),
+        vv={str(n): int(c) for n, c in d["vv"].items()},
+        dot=Dot(str(d["dot"][0]), int(d["dot"][1])),
+        hlc=int(d["hlc"]),
+        origin=str(d["origin"]),
+        serial=int(d.get("serial", 0)),
+    )
+
+
+def _merge_tombstones(old: ZoneTombstone | None, new: ZoneTombstone) -> ZoneTombstone:
+    """The tombstone of a zone after another drop of it is known: the later incarnation's; of
+    one incarnation, the drops together (covered vectors joined; who and when of the latest
+    drop, by HLC then node id: the same on every node whatever the order)."""
+    if old is None or new.incarnation > old.incarnation:
+        return new
+    if new.incarnation < old.incarnation:
+        return old
+    vv = dict(old.vv)
+    for node, counter in new.vv.items():
+        vv[node] = max(vv.get(node, 0), counter)
+    latest = max(old, new, key=lambda t: (t.hlc, t.dot.node, t.dot.counter))
+    return dataclasses.replace(latest, vv=vv, serial=max(old.serial, new.serial))
 
 
 @dataclass(slots=True)
@@ -1289,6 +1366,16 @@ class Store:
         with self.snapshot() as snap:
             return snap.zones()
 
+    def dropped_zones(self) -> list[ZoneTombstone]:
+        """The tombstones of dropped zones (``Snapshot.tombstones``)."""
+        with self.snapshot() as snap:
+            return snap.tombstones()
+
+    def tombstone(self, zone: dns.name.Name) -> ZoneTombstone | None:
+        """The zone's tombstone: it was dropped (and perhaps created again since)."""
+        with self.snapshot() as snap:
+            return snap.tombstone(zone)
+
     # --- writing ----------------------------------------------------------------------------
 
     def _write(self, body: Callable[[Any], Any]) -> Any:
@@ -1422,7 +1509,10 @@ class Store:
         """
         if cs.op is ChangeOp.STATE:
             return self._merge_state_txn(txn, cs, now_ms, known)
-        if cs.dot is not None and cs.op is not ChangeOp.DROP:
+        if cs.dot is not None:
+            gated = self._incarnation_gate(txn, cs, known)
+            if gated is not None:
+                return gated
             exists = known is not None or txn.get(_zone_key(cs.zone), db=self._dbs["zones"])
             if cs.op is ChangeOp.CREATE and exists:
                 # two nodes created the zone (each from its master file): the other's creation
@@ -1431,6 +1521,8 @@ class Store:
             elif cs.op is ChangeOp.CHANGE and not exists:
                 raise NotReady(f"zone {cs.zone} is not here yet: its creation comes first")
         meta, publish = self._meta_for(txn, cs, known)
+        if cs.op is ChangeOp.DROP:  # a drop made here (a peer's went through the gate)
+            return self._drop_txn(txn, cs, meta, now_ms, publish)
 
         # causality: a local change gets the next dot of this node; a remote one keeps its own,
         # its HLC (the same write ranks the same on every node) and its context, and is applied
@@ -1455,16 +1547,6 @@ class Store:
             context = cs.context
         hlc = hlc_next(max(meta.hlc, cs.hlc or 0), now_ms)
         write_hlc = cs.hlc if remote and cs.hlc is not None else hlc
-
-        if cs.op is ChangeOp.DROP:
-            self._drop_zone_txn(txn, meta)
-            txn.delete(_zone_key(cs.zone), db=self._dbs["zones"])
-            res = CommitResult(
-                cs.zone, dot, hlc, meta.serial, meta.serial, meta.generation + 1, True
-            )
-            publish += self._zone_set_changed(txn, cs.zone)
-            publish.append((meta.zone_id, meta.generation + 1))
-            return res, publish
 
         serial_from = None if cs.op is ChangeOp.CREATE else meta.serial
         if cs.op is ChangeOp.CHANGE and (
@@ -1528,6 +1610,7 @@ class Store:
             context,
             cs.exact_serial,
             cs.cleared,
+            incarnation=meta.incarnation,
         )
         self._log_commit(txn, logged, meta, dot, write_hlc, serial_from, old_soa, new_soa, applied)
         txn.put(_zone_key(cs.zone), meta.to_json(), db=self._dbs["zones"])
@@ -1552,6 +1635,23 @@ class Store:
         if len(soa) != 1:
             raise StoreError(f"zone {cs.zone}: a new zone needs exactly one apex SOA")
         file_serial = int(soa[0].rdata.serial)  # type: ignore[attr-defined]
+        # the first commit adds one to the vector sum: serve the file's serial
+        serial_base = (file_serial - 1) % SERIAL_MOD
+        incarnation = cs.incarnation
+        tomb = self._tombstone_txn(txn, cs.zone)
+        if cs.dot is None and tomb is not None:
+            # created again after a drop: a new life, whose dots never meet the old ones';
+            # its serial goes on above the last one served (secondaries take it as newer)
+            incarnation = tomb.incarnation + 1
+            if not serial_gt(file_serial, tomb.serial):
+                serial_base = tomb.serial
+            log.info(
+                "zone %s created again (incarnation %d) by %s; it was dropped by %s",
+                cs.zone,
+                incarnation,
+                cs.origin,
+                tomb.origin,
+            )
         zone_id = _U32.unpack(txn.get(b"next_zone_id", db=self._dbs["meta"]))[0]
         txn.put(b"next_zone_id", _U32.pack(zone_id + 1), db=self._dbs["meta"])
         meta = ZoneMeta(
@@ -1559,13 +1659,166 @@ class Store:
             zone_id=zone_id,
             kind="primary",
             vv={},
-            # the first commit adds one to the vector sum: serve the file's serial
-            serial_base=(file_serial - 1) % (1 << 32),
+            serial_base=serial_base,
             generation=0,
             sequence=0,
             hlc=0,
+            incarnation=incarnation,
         )
         return meta, self._zone_set_changed(txn, cs.zone)
+
+    # --- dropped zones: tombstones, and the incarnation a peer's change belongs to ----------
+
+    def _tombstone_txn(self, txn: Any, zone: dns.name.Name) -> ZoneTombstone | None:
+        raw = txn.get(_zone_key(zone), db=self._dbs["dropped"])
+        return None if raw is None else _decode_tombstone(raw)
+
+    def _put_tombstone(self, txn: Any, tomb: ZoneTombstone) -> ZoneTombstone:
+        """Record (or join with the one there) a zone's tombstone; the one now stored."""
+        old = self._tombstone_txn(txn, tomb.zone)
+        merged = _merge_tombstones(old, tomb)
+        if merged != old:
+            txn.put(_zone_key(tomb.zone), _encode_tombstone(merged), db=self._dbs["dropped"])
+        return merged
+
+    def _drop_live_txn(self, txn: Any, meta: ZoneMeta) -> list[tuple[int, int]]:
+        """Delete the zone and everything in it; the generation slots to publish."""
+        self._drop_zone_txn(txn, meta)
+        txn.delete(_zone_key(meta.name), db=self._dbs["zones"])
+        publish = self._zone_set_changed(txn, meta.name)
+        publish.append((meta.zone_id, meta.generation + 1))
+        return publish
+
+    def _drop_txn(
+        self,
+        txn: Any,
+        cs: Changeset,
+        meta: ZoneMeta,
+        now_ms: int,
+        publish: list[tuple[int, int]],
+    ) -> tuple[CommitResult, list[tuple[int, int]]]:
+        """A drop made here: the zone goes, its tombstone (covering everything this node has
+        of the zone, and the drop's own dot) stays and goes to every peer."""
+        dot = Dot(self.node_id, meta.vv.get(self.node_id, 0) + 1)
+        hlc = hlc_next(meta.hlc, now_ms)
+        vv = {n: c for n, c in meta.vv.items() if c}
+        vv[dot.node] = dot.counter
+        tomb = ZoneTombstone(cs.zone, meta.incarnation, vv, dot, hlc, cs.origin, meta.serial)
+        self._put_tombstone(txn, tomb)
+        publish += self._drop_live_txn(txn, meta)
+        log.info(
+            "zone %s dropped by %s (serial %d); every peer drops it too",
+            cs.zone,
+            cs.origin,
+            meta.serial,
+        )
+        res = CommitResult(cs.zone, dot, hlc, meta.serial, meta.serial, meta.generation + 1, True)
+        return res, publish
+
+    def _incarnation_gate(
+        self, txn: Any, cs: Changeset, known: ZoneMeta | None
+    ) -> tuple[CommitResult, list[tuple[int, int]]] | None:
+        """A change from a peer, against the zone's lives here: a drop is applied here; a change
+        of a dropped life is discarded (``NotReady`` when it is of a life whose drop or creation
+        is not here yet).  None: apply it as usual."""
+        if known is not None:
+            meta: ZoneMeta | None = known
+        else:
+            raw = txn.get(_zone_key(cs.zone), db=self._dbs["zones"])
+            meta = None if raw is None else ZoneMeta.from_json(raw)
+        tomb = self._tombstone_txn(txn, cs.zone)
+        if cs.op is ChangeOp.DROP:
+            return self._peer_drop_txn(txn, cs, meta, tomb)
+        dropped = -1 if tomb is None else tomb.incarnation
+        if tomb is not None and cs.incarnation <= dropped:
+            return self._discard_txn(txn, cs, tomb, meta), []
+        if meta is not None:
+            if cs.incarnation < meta.incarnation:  # an older life (its tombstone went)
+                return _ignored(cs, meta.serial, meta.generation), []
+            if cs.incarnation > meta.incarnation:
+                raise NotReady(
+                    f"change to zone {cs.zone} of incarnation {cs.incarnation}: the drop of "
+                    f"incarnation {meta.incarnation} comes first"
+                )
+        elif cs.incarnation > dropped + 1:
+            raise NotReady(
+                f"change to zone {cs.zone} of incarnation {cs.incarnation}: the drop of "
+                f"incarnation {cs.incarnation - 1} comes first"
+            )
+        return None
+
+    def _peer_drop_txn(
+        self, txn: Any, cs: Changeset, meta: ZoneMeta | None, tomb: ZoneTombstone | None
+    ) -> tuple[CommitResult, list[tuple[int, int]]]:
+        """A peer's drop: the zone goes here too, whatever this node has of it that the drop
+        had not seen (the deletion wins: such changes are counted, logged and discarded, on
+        every node the same way); its tombstone is kept (joined with one already here)."""
+        assert cs.dot is not None
+        new = ZoneTombstone.of_drop(cs)
+        serial = 0 if meta is None else meta.serial
+        generation = 0 if meta is None else meta.generation
+        if tomb is not None and tomb.incarnation > cs.incarnation:
+            return _ignored(cs, serial, generation), []  # an older life's: gone here already
+        if meta is not None and meta.incarnation > cs.incarnation:
+            # the zone lives again here: the drop of its earlier life only joins its tombstone
+            self._put_tombstone(txn, new)
+            return _ignored(cs, serial, generation), []
+        publish: list[tuple[int, int]] = []
+        applied = False
+        if meta is not None:
+            discarded = 0
+            if meta.incarnation == cs.incarnation:
+                discarded = sum(max(0, c - new.vv.get(n, 0)) for n, c in meta.vv.items())
+                vv = dict(new.vv)
+                for node, counter in meta.vv.items():
+                    vv[node] = max(vv.get(node, 0), counter)
+                new = dataclasses.replace(new, vv=vv)
+            new = dataclasses.replace(new, serial=meta.serial)
+            publish = self._drop_live_txn(txn, meta)
+            applied = True
+            generation += 1
+            if discarded:
+                self._count(txn, "conflicts_detected")
+                log.warning(
+                    "zone %s dropped by %s (on %s) concurrently with %d change(s) it had not "
+                    "seen; the deletion wins: they are discarded",
+                    cs.zone,
+                    cs.origin,
+                    cs.dot.node,
+                    discarded,
+                )
+            else:
+                log.info("zone %s dropped by %s (on %s)", cs.zone, cs.origin, cs.dot.node)
+        self._put_tombstone(txn, new)
+        return CommitResult(
+            cs.zone, cs.dot, cs.hlc or 0, serial, serial, generation, applied
+        ), publish
+
+    def _discard_txn(
+        self, txn: Any, cs: Changeset, tomb: ZoneTombstone, meta: ZoneMeta | None
+    ) -> CommitResult:
+        """A peer's change of a dropped life of the zone: not applied (acknowledged, so the
+        peer stops sending it).  One the drop had not seen was concurrent with it: the
+        deletion wins, and it is counted and logged (once: the tombstone covers it from now)."""
+        assert cs.dot is not None
+        if cs.incarnation == tomb.incarnation and not tomb.covers(cs.dot):
+            vv = dict(tomb.vv)
+            vv[cs.dot.node] = cs.dot.counter
+            self._put_tombstone(txn, dataclasses.replace(tomb, vv=vv))
+            self._count(txn, "conflicts_detected")
+            log.warning(
+                "zone %s: change %s:%d (by %s) was made concurrently with the zone's deletion "
+                "(by %s at %s); the deletion wins: the change is discarded",
+                cs.zone,
+                cs.dot.node,
+                cs.dot.counter,
+                cs.origin,
+                tomb.origin,
+                tomb.when,
+            )
+        if meta is None:
+            return _ignored(cs, tomb.serial, 0)
+        return _ignored(cs, meta.serial, meta.generation)
 
     # --- merging: changes from peers, and names where concurrent changes met -----------------
 
@@ -1893,6 +2146,7 @@ class Store:
                 dot=dot,
                 hlc=hlc,
                 context=cs.context,
+                incarnation=cs.incarnation,
             )
             encoded = applied.encoded + ([encode_rr(new_soa)] if given else [])
             txn.put(oplog_key, encode_changeset(stored, encoded), db=self._dbs["oplog"])
@@ -1923,6 +2177,27 @@ class Store:
         zones_db, records = self._dbs["zones"], self._dbs["records"]
         raw = None if known is not None else txn.get(_zone_key(cs.zone), db=zones_db)
         meta = known if known is not None else None if raw is None else ZoneMeta.from_json(raw)
+        tomb = self._tombstone_txn(txn, cs.zone)
+        if tomb is not None and st.incarnation <= tomb.incarnation:
+            # a state of a dropped life: never merged (the drop wins); the peer that sent it
+            # gets the tombstone and drops its copy
+            log.info(
+                "state of zone %s from %s ignored: the zone was dropped by %s at %s",
+                cs.zone,
+                cs.origin,
+                tomb.origin,
+                tomb.when,
+            )
+            serial = tomb.serial if meta is None else meta.serial
+            return _ignored(cs, serial, 0 if meta is None else meta.generation), []
+        if meta is not None and st.incarnation < meta.incarnation:
+            return _ignored(cs, meta.serial, meta.generation), []
+        dropped = -1 if tomb is None else tomb.incarnation
+        if st.incarnation > (dropped + 1 if meta is None else meta.incarnation):
+            raise NotReady(
+                f"state of zone {cs.zone} of incarnation {st.incarnation}: the drop of "
+                f"incarnation {st.incarnation - 1} comes first"
+            )
         publish: list[tuple[int, int]] = []
         out = _Applied(merged=True)
         max_hlc = 0
@@ -1931,7 +2206,9 @@ class Store:
                 raise NotReady(f"zone {cs.zone} is not here: nothing to repair")
             zone_id = _U32.unpack(txn.get(b"next_zone_id", db=self._dbs["meta"]))[0]
             txn.put(b"next_zone_id", _U32.pack(zone_id + 1), db=self._dbs["meta"])
-            meta = ZoneMeta(cs.zone, zone_id, "primary", {}, st.serial_base, 0, 0, 0)
+            meta = ZoneMeta(
+                cs.zone, zone_id, "primary", {}, st.serial_base, 0, 0, 0, incarnation=st.incarnation
+            )
             publish += self._zone_set_changed(txn, cs.zone)
             zone_prefix = _U32.pack(zone_id)
             by_kind: list[list[tuple[bytes, bytes]]] = [[] for _ in STATE_KINDS]

@@ -121,9 +121,16 @@ class _Reader(dns.zonefile.Reader):
 
 
 def parse_zone_text(
-    text: str | io.TextIOBase, origin: dns.name.Name, filename: str = "<input>"
+    text: str | io.TextIOBase,
+    origin: dns.name.Name,
+    filename: str = "<input>",
+    *,
+    allow_include: bool = True,
 ) -> list[RR]:
-    """Parse master-file text for ``origin`` into records (absolute names, class IN)."""
+    """Parse master-file text for ``origin`` into records (absolute names, class IN).
+
+    ``allow_include=False`` refuses ``$INCLUDE`` (text from the network must not make the
+    server read its own files)."""
     if isinstance(text, str):
         try:
             return parse_fast(text, origin, filename)
@@ -135,7 +142,9 @@ def parse_zone_text(
     try:
         with manager.writer(True) as txn:
             tok = _Tokenizer(text, filename)
-            reader = _Reader(tok, dns.rdataclass.IN, txn, allow_include=True, allow_directives=True)
+            reader = _Reader(
+                tok, dns.rdataclass.IN, txn, allow_include=allow_include, allow_directives=True
+            )
             reader.read()
     except dns.exception.DNSException as exc:
         message = str(exc)

@@ -1,20 +1,19 @@
-"""The HTTP JSON API, read side (Twisted web, in a process of its own with its own store
-handle; ``xdnsd serve`` starts it when ``[api]`` is configured).
+"""The HTTP JSON API and the status page (Twisted web, in a process of its own with its own
+store handle; ``xdnsd serve`` starts it when ``[api]`` is configured).
 
-* **Auth.** Every request carries ``Authorization: Bearer SECRET``; the secret is compared in
-  constant time with each configured token's.  No or an unknown token: 401; a read-only token
-  asking to write: 403.
+* **Auth.** Every API request carries ``Authorization: Bearer SECRET``; the secret is compared
+  in constant time with every configured token's.  No or an unknown token: 401; a read-only
+  token asking to write: 403.  ``/`` (the status page's HTML, which holds no data: its script
+  asks for a token) and ``/openapi.json`` need none.
 * **Where.** ``[api] listen`` (loopback by default).  A non-loopback address needs TLS
   (``tls_cert`` / ``tls_key``) unless ``allow_insecure = true`` says otherwise explicitly.
-* **Endpoints** (``/api/v1``): ``zones``, ``zones/ZONE/records`` (``?name=``, ``?type=``),
-  ``zones/ZONE/history``, ``peers``, ``targets``, ``targets/NAME/history``, ``conflicts``.
-  Errors are JSON: ``{"error": {"code": ..., "message": ...}}``.
-* **Writes** (read-write tokens): ``PUT zones/ZONE/records`` with ``{"name", "type", "ttl",
-  "data": [...]}`` replaces an RRset, ``DELETE zones/ZONE/records?name=&type=`` deletes one.
-  Each is an RFC 2136 update planned by the same code as nsupdate's (``plan_update``: the
-  same rules, CNAME and apex checks) inside the writer's transaction (``commit_batch``), from
-  origin ``api:TOKEN``, so it is journalled, replicated and mirrored like any change, and the
-  history names the token.
+* **Endpoints**: ``ROUTES`` below; the OpenAPI 3 document at ``/openapi.json`` describes each
+  (``xdnsd/api/openapi.py``), ``/metrics`` is Prometheus' text format.  What they do is in
+  ``xdnsd/api/ops.py``, shared with the CLI.  Errors are JSON:
+  ``{"error": {"code": ..., "message": ...}}``, the message naming the field or line at fault.
+* **Writes** (read-write tokens) are changesets through the one commit path with origin
+  ``api:TOKEN``, so they are journalled, replicated and mirrored like any change, and the
+  zone's history names the token.
 """
 
 from __future__ import annotations
@@ -24,13 +23,11 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
-import dns.exception
-import dns.name
-import dns.rdatatype
 from twisted.web import resource, server
 
+from xdnsd.api.ops import Operations, OpError
 from xdnsd.config import ApiConfig, ApiToken, Config
 from xdnsd.store import Store, StoreError
 
@@ -38,25 +35,108 @@ log = logging.getLogger("xdnsd.api")
 PREFIX = b"/api/v1/"
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
-
-
 def authenticate(tokens: tuple[ApiToken, ...], header: bytes | None) -> ApiToken:
     """The token a request's Authorization header holds (constant-time comparison against
-    every configured token), or ApiError 401."""
+    every configured token), or OpError 401."""
     if not header or not header.startswith(b"Bearer "):
-        raise ApiError(401, "unauthorized", "an Authorization: Bearer token is required")
+        raise OpError(401, "unauthorized", "an Authorization: Bearer token is required")
     given = header[len(b"Bearer ") :].strip()
     found = None
     for token in tokens:
         if hmac.compare_digest(given, token.secret.encode()):
             found = token  # no early exit: every token is compared
     if found is None:
-        raise ApiError(401, "unauthorized", "unknown token")
+        raise OpError(401, "unauthorized", "unknown token")
     return found
+
+
+Handler = Callable[["Call"], Any]
+
+
+class Call:
+    """One request as the handlers see it: the path's variables, the query, the body, and who
+    is asking (``who``: the origin recorded for writes, ``api:TOKEN``)."""
+
+    def __init__(self, request: Any, args: list[str], token: ApiToken) -> None:
+        self.request = request
+        self.args = args
+        self.query = parse_qs(request.uri.decode().partition("?")[2])
+        self.who = f"api:{token.name}"
+
+    def param(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def text(self) -> str:
+        body = self.request.content.read() if self.request.content is not None else b""
+        if len(body) > MAX_BODY:
+            raise OpError(413, "too-large", f"the body is over {MAX_BODY} bytes")
+        try:
+            return str(body.decode())
+        except UnicodeDecodeError as exc:
+            raise OpError(400, "bad-body", f"the body is not UTF-8: {exc.reason}") from None
+
+    def json(self) -> dict[str, Any]:
+        try:
+            doc = json.loads(self.text() or "{}")
+        except ValueError as exc:
+            raise OpError(400, "bad-json", f"the body is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise OpError(400, "bad-json", "the body must be a JSON object")
+        return doc
+
+
+class Text(str):
+    """A handler's answer sent as a master file (``text/dns``) instead of JSON."""
+
+
+MAX_BODY = 256 * 1024 * 1024
+# (method, path pattern under /api/v1/ with "*" for a variable part, handler name, status)
+ROUTES: tuple[tuple[str, str, str, int], ...] = (
+    ("GET", "status", "get_status", 200),
+    ("GET", "zones", "get_zones", 200),
+    ("POST", "zones", "post_zones", 201),
+    ("GET", "zones/*", "get_zone", 200),
+    ("DELETE", "zones/*", "delete_zone", 200),
+    ("GET", "zones/*/file", "get_file", 200),
+    ("PUT", "zones/*/file", "put_file", 200),
+    ("GET", "zones/*/records", "get_records", 200),
+    ("PUT", "zones/*/records", "put_records", 200),
+    ("POST", "zones/*/records", "post_records", 200),
+    ("DELETE", "zones/*/records", "delete_records", 200),
+    ("GET", "zones/*/history", "get_history", 200),
+    ("GET", "peers", "get_peers", 200),
+    ("GET", "targets", "get_targets", 200),
+    ("GET", "targets/*/history", "get_target_history", 200),
+    ("GET", "conflicts", "get_conflicts", 200),
+    ("POST", "conflicts/*/resolve", "post_resolve", 200),
+)
+
+
+class MethodNotAllowed(OpError):
+    def __init__(self, method: str, allowed: list[str]) -> None:
+        super().__init__(405, "method-not-allowed", f"{method} is not one of {', '.join(allowed)}")
+        self.allowed = allowed
+
+
+def route(method: str, parts: list[str]) -> tuple[str, int, list[str]]:
+    """(handler name, status, path variables) for a request, or OpError 404 / 405 (HEAD is
+    answered as GET, without the body)."""
+    if method == "HEAD":
+        method = "GET"
+    allowed = []
+    for verb, pattern, name, status in ROUTES:
+        want = pattern.split("/")
+        if len(want) != len(parts):
+            continue
+        if any(w not in ("*", p) for w, p in zip(want, parts, strict=True)):
+            continue
+        if verb == method:
+            return name, status, [p for w, p in zip(want, parts, strict=True) if w == "*"]
+        allowed.append(verb)
+    if allowed:
+        raise MethodNotAllowed(method, allowed)
+    raise OpError(404, "not-found", f"no endpoint /api/v1/{'/'.join(parts)}")
 
 
 class Api(resource.Resource):
@@ -68,219 +148,133 @@ class Api(resource.Resource):
         self.config = config
         self.api: ApiConfig = config.api
         self.store = store
-        self.routes: dict[str, Callable[[list[str], dict[str, list[str]]], Any]] = {
-            "zones": self.zones,
-            "peers": self.peers,
-            "targets": self.targets,
-            "conflicts": self.conflicts,
-        }
+        self.ops = Operations(config, store)
 
     def render(self, request: Any) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
         try:
-            token = authenticate(self.api.tokens, request.getHeader(b"authorization"))
             method = request.method.decode()
-            if method != "GET" and token.role != "read-write":
-                raise ApiError(403, "forbidden", f"token {token.name!r} may only read")
             path = request.path
+            if method == "GET" and path in (b"/", b"/index.html"):  # holds no data
+                from xdnsd.api.status_page import PAGE
+
+                request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+                request.setHeader(b"Content-Security-Policy", CSP)
+                return PAGE
+            if method == "GET" and path == b"/openapi.json":
+                from xdnsd.api.openapi import document
+
+                return json.dumps(document(), indent=1).encode()
+            token = authenticate(self.api.tokens, request.getHeader(b"authorization"))
+            if method not in ("GET", "HEAD") and token.role != "read-write":
+                raise OpError(403, "forbidden", f"token {token.name!r} may only read")
             if path == b"/metrics" and method == "GET":
                 from xdnsd.api.metrics import render
 
                 request.setHeader(b"Content-Type", b"text/plain; version=0.0.4; charset=utf-8")
                 return render(self.config, self.store)
             if not path.startswith(PREFIX):
-                raise ApiError(404, "not-found", "the API lives under /api/v1/")
-            parts = [p for p in path[len(PREFIX) :].decode().split("/") if p]
-            handler = self.routes.get(parts[0]) if parts else None
-            if handler is None:
-                raise ApiError(404, "not-found", f"no endpoint {path.decode()}")
-            query = parse_qs(request.uri.decode().partition("?")[2])
-            if method == "GET":
-                body = handler(parts[1:], query)
-            elif method in ("PUT", "DELETE") and parts[0] == "zones" and parts[2:] == ["records"]:
-                body = self.write_records(method, parts[1], query, request, token)
-            else:
-                raise ApiError(405, "method-not-allowed", f"{method} {path.decode()}")
-            request.setResponseCode(200)
+                raise OpError(404, "not-found", "the API lives under /api/v1/")
+            try:
+                parts = [unquote(p) for p in path[len(PREFIX) :].decode().split("/") if p]
+            except UnicodeDecodeError:
+                raise OpError(400, "bad-path", "the path is not UTF-8") from None
+            name, status, args = route(method, parts)
+            body = getattr(self, name)(Call(request, args, token))
+            request.setResponseCode(status)
+            if isinstance(body, Text):
+                request.setHeader(b"Content-Type", b"text/dns; charset=utf-8")
+                return body.encode()
             return json.dumps(body, indent=1).encode()
-        except ApiError as exc:
+        except OpError as exc:
             request.setResponseCode(exc.status)
             if exc.status == 401:
                 request.setHeader(b"WWW-Authenticate", b'Bearer realm="xdnsd"')
+            if isinstance(exc, MethodNotAllowed):
+                request.setHeader(b"Allow", ", ".join(exc.allowed).encode())
             return json.dumps({"error": {"code": exc.code, "message": str(exc)}}).encode()
         except Exception:
             log.exception("API request %s failed", request.uri)
             request.setResponseCode(500)
             return json.dumps({"error": {"code": "internal", "message": "see the log"}}).encode()
 
-    # --- endpoints --------------------------------------------------------------------------
+    # --- endpoints: each takes the Call and returns a JSON-ready value ----------------------
 
-    def _zone(self, text: str) -> dns.name.Name:
-        try:
-            name = dns.name.from_text(text)
-        except dns.exception.DNSException as exc:
-            raise ApiError(400, "bad-zone", f"zone: {text!r} is not a domain name: {exc}") from None
-        if name not in {m.name for m in self.store.list_zones()}:
-            raise ApiError(404, "no-zone", f"zone {name} is not here")
-        return name
+    def get_status(self, call: Call) -> Any:
+        return self.ops.status()
 
-    def zones(self, parts: list[str], query: dict[str, list[str]]) -> Any:
-        if not parts:
-            return [
-                {
-                    "zone": meta.name.to_text(),
-                    "kind": meta.kind,
-                    "serial": meta.serial,
-                    "vv": meta.vv,
-                    "expired": meta.expired,
-                }
-                for meta in self.store.list_zones()
-            ]
-        zone = self._zone(parts[0])
-        what = parts[1] if len(parts) > 1 else ""
-        with self.store.snapshot() as snap:
-            if what == "records":
-                return self._records(snap, zone, query)
-            if what == "history":
-                limit = int(query.get("limit", ["50"])[0])
-                return snap.history(zone, limit)
-        raise ApiError(404, "not-found", f"no endpoint zones/{parts[0]}/{what}")
+    def get_zones(self, call: Call) -> Any:
+        return self.ops.zones(count=call.param("count") in ("1", "true", "yes"))
 
-    def _records(self, snap: Any, zone: dns.name.Name, query: dict[str, list[str]]) -> Any:
-        name_filter = None
-        if "name" in query:
-            try:
-                name_filter = dns.name.from_text(query["name"][0], zone)
-            except dns.exception.DNSException as exc:
-                raise ApiError(400, "bad-name", f"name: {exc}") from None
-        type_filter = None
-        if "type" in query:
-            try:
-                type_filter = int(dns.rdatatype.from_text(query["type"][0]))
-            except dns.exception.DNSException:
-                raise ApiError(400, "bad-type", f"type: {query['type'][0]!r} is unknown") from None
-        out = []
-        for rr in snap.zone(zone).iter_records():
-            if name_filter is not None and rr.owner != name_filter:
-                continue
-            if type_filter is not None and rr.rdtype != type_filter:
-                continue
-            out.append(
-                {
-                    "name": rr.owner.to_text(),
-                    "type": dns.rdatatype.to_text(rr.rdata.rdtype),
-                    "ttl": rr.ttl,
-                    "data": rr.rdata.to_text(),
-                }
-            )
-        return out
+    def post_zones(self, call: Call) -> Any:
+        doc = call.json()
+        return self.ops.create_zone(
+            doc.get("zone"),
+            call.who,
+            file=doc.get("file"),
+            ns=doc.get("ns"),
+            email=doc.get("email"),
+        )
 
-    def write_records(
-        self,
-        method: str,
-        zone_text: str,
-        query: dict[str, list[str]],
-        request: Any,
-        token: ApiToken,
-    ) -> Any:
-        """Replace (PUT) or delete (DELETE) one RRset, as an RFC 2136 update would."""
-        import dns.rdata
-        import dns.update
+    def get_zone(self, call: Call) -> Any:
+        return self.ops.zone(call.args[0])
 
-        from xdnsd.server.update import plan_update
+    def delete_zone(self, call: Call) -> Any:
+        return self.ops.drop_zone(call.args[0], call.who)
 
-        zone = self._zone(zone_text)
-        if method == "PUT":
-            try:
-                doc = json.loads(request.content.read() or b"{}")
-            except ValueError as exc:
-                raise ApiError(400, "bad-json", f"the body is not JSON: {exc}") from None
-            if not isinstance(doc, dict):
-                raise ApiError(400, "bad-json", "the body must be a JSON object")
-            name_text, type_text = doc.get("name"), doc.get("type")
-            ttl, data = doc.get("ttl", 300), doc.get("data")
-        else:
-            name_text = query.get("name", [None])[0]
-            type_text = query.get("type", [None])[0]
-            ttl, data = 0, []
-        if not isinstance(name_text, str) or not name_text:
-            raise ApiError(400, "bad-field", "name: a domain name (relative to the zone) is needed")
-        if not isinstance(type_text, str):
-            raise ApiError(400, "bad-field", "type: a record type such as A or TXT is needed")
-        try:
-            name = dns.name.from_text(name_text, zone)
-        except dns.exception.DNSException as exc:
-            raise ApiError(400, "bad-field", f"name: {name_text!r}: {exc}") from None
-        try:
-            rdtype = dns.rdatatype.from_text(type_text)
-        except dns.exception.DNSException:
-            raise ApiError(400, "bad-field", f"type: {type_text!r} is not a record type") from None
-        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl < 2**31:
-            raise ApiError(400, "bad-field", f"ttl: {ttl!r} is not a TTL (0 .. 2^31-1)")
-        message = dns.update.UpdateMessage(zone)
-        message.delete(name, rdtype)
-        if method == "PUT":
-            if not isinstance(data, list) or not data or not all(isinstance(d, str) for d in data):
-                raise ApiError(400, "bad-field", "data: a non-empty list of record data strings")
-            for i, text in enumerate(data):
-                try:
-                    rdata = dns.rdata.from_text("IN", rdtype, text, origin=zone)
-                except Exception as exc:
-                    raise ApiError(400, "bad-field", f"data[{i}]: {text!r}: {exc}") from None
-                message.add(name, ttl, rdata)
-        outcome: dict[str, int] = {}
+    def get_file(self, call: Call) -> Any:
+        return Text(self.ops.export_zone(call.args[0]))
 
-        def planner(view: Any) -> Any:
-            plan = plan_update(message, view, origin=f"api:{token.name}")
-            outcome["rcode"] = plan.rcode
-            return plan.changeset
+    def put_file(self, call: Call) -> Any:
+        return self.ops.import_zone(call.args[0], call.text(), call.who)
 
-        (result,) = self.store.commit_batch([(zone, planner)])
-        if isinstance(result, Exception):
-            raise ApiError(500, "not-applied", f"the change was not applied: {result}")
-        rcode = outcome.get("rcode", 0)
-        if rcode != 0:
-            import dns.rcode
+    def get_records(self, call: Call) -> Any:
+        return self.ops.records(call.args[0], call.param("name"), call.param("type"))
 
-            raise ApiError(
-                422,
-                "refused",
-                f"the change was refused as an update would be: "
-                f"{dns.rcode.to_text(dns.rcode.Rcode.make(rcode))}",
-            )
-        return {
-            "zone": zone.to_text(),
-            "changed": result is not None,
-            "serial": None if result is None else result.serial_to,
-        }
+    def put_records(self, call: Call) -> Any:
+        return self.ops.write_rrset(call.args[0], "replace", call.json(), call.who)
 
-    def peers(self, parts: list[str], query: dict[str, list[str]]) -> Any:
-        found = self.store.statuses("peer/")
-        return [
-            found.get(f"peer/{p.id}") or {"peer": p.id, "connected": False}
-            for p in self.config.peers
-        ]
+    def post_records(self, call: Call) -> Any:
+        return self.ops.write_rrset(call.args[0], "add", call.json(), call.who)
 
-    def targets(self, parts: list[str], query: dict[str, list[str]]) -> Any:
-        if parts:
-            if parts[0] not in self.config.targets or parts[1:] != ["history"]:
-                raise ApiError(404, "not-found", f"no endpoint targets/{'/'.join(parts)}")
-            return (self.store.status(f"target-history/{parts[0]}") or {"runs": []})["runs"]
-        found = self.store.statuses("target/")
-        return [
-            found.get(f"target/{t.name}")
-            or {"target": t.name, "kind": t.kind, "owner": t.owner, "state": "unknown"}
-            for t in self.config.targets.values()
-        ]
+    def delete_records(self, call: Call) -> Any:
+        doc: dict[str, Any] = {"name": call.param("name"), "type": call.param("type")}
+        if "data" in call.query:
+            doc["data"] = call.query["data"]
+        return self.ops.write_rrset(call.args[0], "delete", doc, call.who)
 
-    def conflicts(self, parts: list[str], query: dict[str, list[str]]) -> Any:
-        with self.store.snapshot() as snap:
-            found = [
-                {"zone": meta.name.to_text(), **doc}
-                for meta in snap.zones()
-                for doc in snap.conflicts(meta.name)
-            ]
-        return found + list(self.store.statuses("target-conflict/").values())
+    def get_history(self, call: Call) -> Any:
+        limit = call.param("limit") or "50"
+        if not (limit.isascii() and limit.isdigit()):
+            raise OpError(400, "bad-field", f"limit: {limit!r} is not a number")
+        return self.ops.history(call.args[0], int(limit))
+
+    def get_peers(self, call: Call) -> Any:
+        return self.ops.peers()
+
+    def get_targets(self, call: Call) -> Any:
+        return self.ops.targets()
+
+    def get_target_history(self, call: Call) -> Any:
+        return self.ops.target_history(call.args[0])
+
+    def get_conflicts(self, call: Call) -> Any:
+        return self.ops.conflicts()
+
+    def post_resolve(self, call: Call) -> Any:
+        doc = call.json()
+        return self.ops.resolve(
+            call.args[0], call.who, keep=doc.get("keep"), value=doc.get("value")
+        )
+
+
+# the status page: its own inline script and style only, no frames, no other origin
+CSP = (
+    b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    b"img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    b"frame-ancestors 'none'"
+)
 
 
 def make_site(config: Config, store: Store) -> server.Site:
@@ -289,4 +283,4 @@ def make_site(config: Config, store: Store) -> server.Site:
     return site
 
 
-__all__ = ["Api", "ApiError", "StoreError", "authenticate", "make_site"]
+__all__ = ["Api", "OpError", "StoreError", "authenticate", "make_site", "route"]

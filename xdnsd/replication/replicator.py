@@ -26,6 +26,14 @@ NOTIFYed (the writer's notifier polls serials) and logged like any other.
   equal to ours, the nodes exchange digests of what they serve (64 buckets by name); buckets
   that differ at equal vectors are asked for and merged as a union: divergence that vectors
   cannot see (a restored backup, a store changed behind xdnsd's back) is repaired.
+* **Dropped zones.** A drop (``ChangeOp.DROP``) leaves a tombstone in the store
+  (``model.ZoneTombstone``).  Every tombstone goes to every peer, as a DROP change, once per
+  connection (and again while the peer still reports the dropped life of the zone), before
+  anything of a later life of the zone: a peer that holds the zone drops it, one that never
+  had it keeps the tombstone, so no state or change of the dropped life is accepted anywhere
+  (the store discards them: ``Store._incarnation_gate``).  Vectors carry each zone's
+  incarnation; a peer at another life of a zone than ours is not sent changes by its vector:
+  an older life gets the drop and then our state, a newer one sends us its drop.
 * **Tombstones.** A peer's acknowledged vector counts once this node has everything in it
   (it is *stable*: every change concurrent with what it covers is here); stable vectors are
   kept in the store (``cursors``).  Every ``gc_every`` seconds, deletes and oplog entries
@@ -107,9 +115,15 @@ class PeerState:
     state_out: set[dns.name.Name] = field(default_factory=set)  # states being sent to it
     incoming: dict[dns.name.Name, list[tuple[int, bytes, bytes]]] = field(default_factory=dict)
     more: bool = False  # a push stopped by flow control: go on when the transport drains
-    # durable (``cursors``): the acknowledged vectors this node had everything of, and when
-    # the peer was last heard from
+    # the incarnation of each zone the peer last reported (VECTORS), and of its acked vectors
+    incarnations: dict[dns.name.Name, int] = field(default_factory=dict)
+    acked_inc: dict[dns.name.Name, int] = field(default_factory=dict)
+    # on this connection: the tombstones sent (zone -> incarnation)
+    drops_sent: dict[dns.name.Name, int] = field(default_factory=dict)
+    # durable (``cursors``): the acknowledged vectors this node had everything of (and the
+    # zone's incarnation they are of), and when the peer was last heard from
     stable: dict[dns.name.Name, dict[str, int]] = field(default_factory=dict)
+    stable_inc: dict[dns.name.Name, int] = field(default_factory=dict)
     seen: float = 0.0
     last_ack: float = 0.0  # monotonic time of the last ACK sent
     ack_pending: bool = False
@@ -196,12 +210,11 @@ class PeerConnection(protocol.Protocol):
                 self.peer = self.replicator.connected(event.peer, self)
             elif self.peer is not None:
                 if isinstance(event, VectorsReceived):
-                    self.replicator.acknowledged(self.peer, event.vectors)
+                    self.replicator.acknowledged(self.peer, event.vectors, event.incarnations)
                     self.peer.vectors_in = True
-                    self.peer.reported = set(event.vectors)
-                    self.replicator.send_missing(self.peer, event.vectors)
+                    self.replicator.send_missing(self.peer, event.vectors, event.incarnations)
                 elif isinstance(event, AckReceived):
-                    self.replicator.acknowledged(self.peer, event.vectors)
+                    self.replicator.acknowledged(self.peer, event.vectors, event.incarnations)
                 elif isinstance(event, StateReceived):
                     self.replicator.receive_state(self.peer, event)
                 elif isinstance(event, StateRequested):
@@ -282,6 +295,9 @@ class Replicator:
                 dns.name.from_text(z): {str(n): int(c) for n, c in vv.items()}
                 for z, vv in doc.get("stable", {}).items()
             }
+            peer.stable_inc = {
+                dns.name.from_text(z): int(n) for z, n in doc.get("stable_incarnations", {}).items()
+            }
         self._last_gc = started
         self._last_digests = started
         self._digests: dict[int, tuple[int, tuple[dict[str, int], list[int]]]] = {}
@@ -329,12 +345,14 @@ class Replicator:
         peer.own_sequence = {}
         peer.vectors_in = False
         peer.reported = set()
+        peer.incarnations = {}
+        peer.drops_sent = {}
         peer.state_out = set()
         peer.incoming = {}
         peer.more = False
         peer.seen = time.time()
         log.info("peer %s connected", peer_id)
-        connection.send(connection.session.vectors(self._vectors()))
+        connection.send(connection.session.vectors(*self._vectors()))
         return peer
 
     def disconnected(self, peer: PeerState, connection: PeerConnection, why: str) -> None:
@@ -349,20 +367,57 @@ class Replicator:
 
     # --- changes ------------------------------------------------------------------------
 
-    def _vectors(self) -> dict[dns.name.Name, dict[str, int]]:
-        return {meta.name: dict(meta.vv) for meta in self.store.list_zones()}
+    def _vectors(self) -> tuple[dict[dns.name.Name, dict[str, int]], dict[dns.name.Name, int]]:
+        """The zones' version vectors, and the incarnation of each (those above 0)."""
+        metas = self.store.list_zones()
+        vectors = {meta.name: dict(meta.vv) for meta in metas}
+        return vectors, {meta.name: meta.incarnation for meta in metas if meta.incarnation}
 
     def send_missing(
-        self, peer: PeerState, vectors: Mapping[dns.name.Name, Mapping[str, int]]
+        self,
+        peer: PeerState,
+        vectors: Mapping[dns.name.Name, Mapping[str, int]],
+        incarnations: Mapping[dns.name.Name, int] | None = None,
     ) -> None:
         """Send ``peer`` what its ``vectors`` lack, zone by zone, in batches."""
-        # within one connection what was sent arrives (TCP): only raise what we know it has
-        # (what was looked at before, up to sent_sequence, was sent or known: still so)
+        incarnations = incarnations or {}
+        mine = {meta.name: meta.incarnation for meta in self.store.list_zones()}
+        dropped = {tomb.zone: tomb.incarnation for tomb in self.store.dropped_zones()}
+        peer.incarnations = {zone: incarnations.get(zone, 0) for zone in vectors}
+        peer.reported = set()
         for zone, vv in vectors.items():
+            theirs = peer.incarnations[zone]
+            if theirs <= dropped.get(zone, -1):
+                peer.drops_sent.pop(zone, None)  # it still has a dropped life: the drop again
+            ours = mine.get(zone)
+            if ours is not None and ours != theirs:
+                # another life of the zone than ours: its vector says nothing of our changes
+                # (an older one gets the drop, then our state; a newer one sends its drop)
+                peer.sent.pop(zone, None)
+                peer.sent_sequence.pop(zone, None)
+                peer.own_sequence.pop(zone, None)
+                continue
+            peer.reported.add(zone)
+            # within one connection what was sent arrives (TCP): only raise what we know it
+            # has (what was looked at before, up to sent_sequence, was sent or known: still so)
             known = peer.sent.setdefault(zone, {})
             for node, counter in vv.items():
                 known[node] = max(known.get(node, 0), counter)
         self._push(peer)
+
+    def _send_drops(self, peer: PeerState, connection: PeerConnection) -> None:
+        """The tombstones this connection has not carried yet, as DROP changes: before
+        anything of a later life of their zones."""
+        drops = []
+        for tomb in self.store.dropped_zones():
+            if peer.drops_sent.get(tomb.zone, -1) >= tomb.incarnation:
+                continue
+            if peer.incarnations.get(tomb.zone, -1) > tomb.incarnation:
+                continue  # it has a later life of the zone: it had the drop
+            drops.append(tomb.changeset())
+            peer.drops_sent[tomb.zone] = tomb.incarnation
+        for start in range(0, len(drops), BATCH):
+            connection.send(connection.session.changes(drops[start : start + BATCH]))
 
     def _push(self, peer: PeerState, own_only: bool = False) -> None:
         """Send ``peer`` the changes it lacks; with ``own_only``, only this node's (the push
@@ -372,6 +427,7 @@ class Replicator:
         connection = peer.connection
         if connection is None or not connection.session.open or not peer.vectors_in:
             return
+        self._send_drops(peer, connection)
         for meta in self.store.list_zones():
             zone = meta.name
             if connection.paused:
@@ -379,6 +435,8 @@ class Replicator:
                 return
             if zone in peer.state_out:
                 continue
+            if peer.incarnations.get(zone, -1) > meta.incarnation:
+                continue  # the peer has a later life of the zone: ours goes with its drop
             known = peer.sent.setdefault(zone, {})
             if all(known.get(n, 0) >= c for n, c in meta.vv.items()):
                 continue
@@ -458,10 +516,19 @@ class Replicator:
                     size += len(entry[1]) + len(entry[2]) + 7
                     if size >= STATE_PART:
                         yield session.state(
-                            zone, vv, meta.serial_base, repair, buckets, part, False
+                            zone,
+                            vv,
+                            meta.serial_base,
+                            repair,
+                            buckets,
+                            part,
+                            False,
+                            meta.incarnation,
                         )
                         part, size = [], 0
-                yield session.state(zone, vv, meta.serial_base, repair, buckets, part, True)
+                yield session.state(
+                    zone, vv, meta.serial_base, repair, buckets, part, True, meta.incarnation
+                )
             if not repair:  # it has all of it now (TCP): as if every change had been sent
                 known = peer.sent.setdefault(zone, {})
                 for node, counter in vv.items():
@@ -485,13 +552,24 @@ class Replicator:
             return
         del peer.incoming[part.zone]
         transfer = StateTransfer(
-            dict(part.vv), part.serial_base, tuple(entries), part.repair, part.buckets
+            dict(part.vv),
+            part.serial_base,
+            tuple(entries),
+            part.repair,
+            part.buckets,
+            part.incarnation,
         )
         cs = Changeset(part.zone, origin=f"peer:{peer.id}", op=ChangeOp.STATE, state=transfer)
         started = time.monotonic()
         (outcome,) = self.store.commit_batch([(part.zone, _given(cs))])
-        if isinstance(outcome, Exception):
+        if isinstance(outcome, NotReady):
+            log.info(
+                "state of zone %s from peer %s not merged yet: %s", part.zone, peer.id, outcome
+            )
+        elif isinstance(outcome, Exception):
             log.error("state of zone %s from peer %s not merged: %s", part.zone, peer.id, outcome)
+        elif outcome is not None and not outcome.applied and part.zone not in self._live():
+            pass  # a state of a dropped zone (the store logged it); the peer gets the drop
         else:
             log.info(
                 "merged the %s of zone %s from peer %s: %d entries in %.2f s",
@@ -503,16 +581,30 @@ class Replicator:
             )
         self.receive(peer, ())  # what waited for changes inside the state, and the ACK
 
+    def _live(self) -> set[dns.name.Name]:
+        return {meta.name for meta in self.store.list_zones()}
+
     def acknowledged(
-        self, peer: PeerState, vectors: Mapping[dns.name.Name, Mapping[str, int]]
+        self,
+        peer: PeerState,
+        vectors: Mapping[dns.name.Name, Mapping[str, int]],
+        incarnations: Mapping[dns.name.Name, int] | None = None,
     ) -> None:
         """A peer's vectors (ACK or VECTORS): its lag, and what may be collected."""
+        incarnations = incarnations or {}
         peer.acked = {z: dict(vv) for z, vv in vectors.items()}
+        peer.acked_inc = {z: incarnations.get(z, 0) for z in vectors}
         peer.seen = time.time()
-        mine = {meta.name: meta.vv for meta in self.store.list_zones()}
+        metas = {meta.name: meta for meta in self.store.list_zones()}
         for zone, vv in vectors.items():
-            own = mine.get(zone)
-            if own is not None and all(own.get(n, 0) >= c for n, c in vv.items()):
+            meta = metas.get(zone)
+            if meta is None or peer.acked_inc[zone] != meta.incarnation:
+                continue  # another life of the zone: its vector is not of ours
+            if peer.stable_inc.get(zone, 0) != meta.incarnation:
+                peer.stable[zone] = {}  # what it had of an earlier life counts no more
+                peer.stable_inc[zone] = meta.incarnation
+            own = meta.vv
+            if all(own.get(n, 0) >= c for n, c in vv.items()):
                 stable = peer.stable.setdefault(zone, {})
                 for node, counter in vv.items():
                     stable[node] = max(stable.get(node, 0), counter)
@@ -535,7 +627,8 @@ class Replicator:
             return
         digests = {}
         for meta in self.store.list_zones():
-            if peer.acked.get(meta.name) == meta.vv:
+            same_life = peer.acked_inc.get(meta.name, 0) == meta.incarnation
+            if same_life and peer.acked.get(meta.name) == meta.vv:
                 digest = self._digest(meta.zone_id, meta.generation, meta.name)
                 if digest[0] == meta.vv:
                     digests[meta.name] = digest
@@ -555,6 +648,8 @@ class Replicator:
             meta = zones.get(zone)
             if meta is None or meta.vv != vv:
                 continue
+            if peer.incarnations.get(zone, 0) != meta.incarnation:
+                continue  # another life of the zone
             mine = self._digest(meta.zone_id, meta.generation, zone)
             if mine[0] != vv or len(mine[1]) != len(buckets):
                 continue
@@ -585,6 +680,8 @@ class Replicator:
                 if not connected and now - peer.seen > self.retention:
                     continue  # away too long: not waited for; it gets a state when back
                 theirs = peer.stable.get(meta.name, {})
+                if peer.stable_inc.get(meta.name, 0) != meta.incarnation:
+                    theirs = {}  # acknowledged of an earlier life of the zone
                 for node in horizon:
                     horizon[node] = min(horizon[node], theirs.get(node, 0))
             if not any(horizon.values()):
@@ -655,7 +752,7 @@ class Replicator:
         peer.last_ack = time.monotonic()
         connection = peer.connection
         if connection is not None and connection.session.open:
-            connection.send(connection.session.ack(self._vectors()))
+            connection.send(connection.session.ack(*self._vectors()))
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -664,10 +761,11 @@ class Replicator:
         generation table (no LMDB transaction), the zone list only when it changed (slot 0)."""
         generations = self.store.generations
         zone_set = generations.get(0)
+        changed = {}
         if zone_set != self._zone_set:
             self._zone_set = zone_set
             self._zone_ids = [meta.zone_id for meta in self.store.list_zones()]
-        changed = {}
+            changed[0] = zone_set  # a zone created or dropped: push (a drop has no zone left)
         for zone_id in self._zone_ids:
             generation = generations.get(zone_id)
             if self._generations.get(zone_id) != generation:
@@ -694,10 +792,11 @@ class Replicator:
             now = time.time()
             if now - self._last_vectors >= VECTORS_EVERY:
                 self._last_vectors = now
-                vectors = self._vectors()
+                vectors, incarnations = self._vectors()
                 for peer in self.peers.values():
                     if peer.connection is not None and peer.connection.session.open:
-                        peer.connection.send(peer.connection.session.vectors(vectors))
+                        session = peer.connection.session
+                        peer.connection.send(session.vectors(vectors, incarnations))
             if now - self._last_digests >= self.digest_every:
                 self._last_digests = now
                 for peer in self.peers.values():
@@ -714,12 +813,15 @@ class Replicator:
 
     def write_status(self) -> None:
         """Every peer's status (``sync_status``) and cursor (``cursors``): one transaction."""
-        zones = {meta.name: meta.vv for meta in self.store.list_zones()}
+        metas = self.store.list_zones()
         docs: list[tuple[str, dict[str, Any], str]] = []
         for peer in self.peers.values():
             lag = 0
-            for zone, vv in zones.items():
+            for meta in metas:
+                zone, vv = meta.name, meta.vv
                 acked = peer.acked.get(zone, {})
+                if peer.acked_inc.get(zone, 0) != meta.incarnation:
+                    acked = {}
                 lag += sum(max(0, c - acked.get(n, 0)) for n, c in vv.items())
             docs.append(
                 (
@@ -745,6 +847,9 @@ class Replicator:
                     {
                         "seen": peer.seen,
                         "stable": {z.to_text(): vv for z, vv in peer.stable.items()},
+                        "stable_incarnations": {
+                            z.to_text(): n for z, n in peer.stable_inc.items() if n
+                        },
                     },
                     "cursors",
                 )

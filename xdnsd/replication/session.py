@@ -7,8 +7,11 @@ prover's id first, so a proof cannot be reflected back), and only then exchange 
 zones:
 
 ``VECTORS``  the zones a node holds and the version vector of each (on connect, and whenever
-             asked): the other side answers with the changes the vector lacks;
-``CHANGES``  changesets (``model.encode_changeset``), in the order to apply them;
+             asked), with the incarnation of each zone re-created after a drop (under the
+             key ``!incarnations``, which no zone name can be; absent: all are 0): the other
+             side answers with the changes the vector lacks;
+``CHANGES``  changesets (``model.encode_changeset``), in the order to apply them; a dropped
+             zone's tombstone goes as a ``ChangeOp.DROP`` change (``ZoneTombstone.changeset``);
 ``ACK``      the version vectors a node has now applied (lag, and when tombstones may go).
 ``STATE``    a zone's whole merge state (``model.StateTransfer``) in parts, for a node the
              changes cannot bring up to date (new, or missing changes collected since);
@@ -30,7 +33,8 @@ import json
 import os
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import dns.name
 
@@ -67,6 +71,7 @@ class Authenticated:
 @dataclass(frozen=True, slots=True)
 class VectorsReceived:
     vectors: Vectors
+    incarnations: dict[dns.name.Name, int] = field(default_factory=dict)  # only those > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,7 @@ class ChangesReceived:
 @dataclass(frozen=True, slots=True)
 class AckReceived:
     vectors: Vectors
+    incarnations: dict[dns.name.Name, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,7 @@ class StateReceived:
     buckets: frozenset[int] | None
     entries: list[tuple[int, bytes, bytes]]
     last: bool
+    incarnation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,16 +140,34 @@ def _frame(kind: Frame, payload: bytes) -> bytes:
     return _HEAD.pack(len(payload) + 1, kind) + payload
 
 
-def _vectors_json(vectors: Mapping[dns.name.Name, Mapping[str, int]]) -> bytes:
-    return json.dumps(
-        {zone.to_text(): dict(vv) for zone, vv in vectors.items()}, sort_keys=True
-    ).encode()
+_INCARNATIONS = "!incarnations"  # not a zone's text (those end with a dot)
+
+
+def _vectors_json(
+    vectors: Mapping[dns.name.Name, Mapping[str, int]],
+    incarnations: Mapping[dns.name.Name, int] | None = None,
+) -> bytes:
+    body: dict[str, Any] = {zone.to_text(): dict(vv) for zone, vv in vectors.items()}
+    lives = {zone.to_text(): n for zone, n in (incarnations or {}).items() if n}
+    if lives:
+        body[_INCARNATIONS] = lives
+    return json.dumps(body, sort_keys=True).encode()
 
 
 def _vectors_from(payload: bytes) -> Vectors:
+    return _vectors_and_incarnations(payload)[0]
+
+
+def _vectors_and_incarnations(payload: bytes) -> tuple[Vectors, dict[dns.name.Name, int]]:
     raw = json.loads(payload)
     if not isinstance(raw, dict):
         raise ValueError("vectors: not an object")
+    lives = raw.pop(_INCARNATIONS, {})
+    if not isinstance(lives, dict) or not all(
+        isinstance(n, int) and n >= 0 for n in lives.values()
+    ):
+        raise ValueError("vectors: bad incarnations")
+    incarnations = {dns.name.from_text(zone): int(n) for zone, n in lives.items()}
     out: Vectors = {}
     for zone, vv in raw.items():
         if not isinstance(vv, dict) or not all(
@@ -150,7 +175,7 @@ def _vectors_from(payload: bytes) -> Vectors:
         ):
             raise ValueError("vectors: bad version vector")
         out[dns.name.from_text(zone)] = dict(vv)
-    return out
+    return out, incarnations
 
 
 class PeerSession:
@@ -188,9 +213,13 @@ class PeerSession:
 
     # --- outgoing, once open ----------------------------------------------------------
 
-    def vectors(self, vectors: Mapping[dns.name.Name, Mapping[str, int]]) -> bytes:
+    def vectors(
+        self,
+        vectors: Mapping[dns.name.Name, Mapping[str, int]],
+        incarnations: Mapping[dns.name.Name, int] | None = None,
+    ) -> bytes:
         self._require_open()
-        return _frame(Frame.VECTORS, _vectors_json(vectors))
+        return _frame(Frame.VECTORS, _vectors_json(vectors, incarnations))
 
     def changes(self, changes: Iterable[Changeset | bytes]) -> bytes:
         """One CHANGES frame of changesets (or changesets already encoded, as the store keeps
@@ -202,9 +231,13 @@ class PeerSession:
             parts.append(struct.pack("!I", len(encoded)) + encoded)
         return _frame(Frame.CHANGES, b"".join(parts))
 
-    def ack(self, vectors: Mapping[dns.name.Name, Mapping[str, int]]) -> bytes:
+    def ack(
+        self,
+        vectors: Mapping[dns.name.Name, Mapping[str, int]],
+        incarnations: Mapping[dns.name.Name, int] | None = None,
+    ) -> bytes:
         self._require_open()
-        return _frame(Frame.ACK, _vectors_json(vectors))
+        return _frame(Frame.ACK, _vectors_json(vectors, incarnations))
 
     def digests(
         self, digests: Mapping[dns.name.Name, tuple[Mapping[str, int], list[int]]]
@@ -236,19 +269,21 @@ class PeerSession:
         buckets: frozenset[int] | None,
         entries: Iterable[tuple[int, bytes, bytes]],
         last: bool,
+        incarnation: int = 0,
     ) -> bytes:
         """One part of a zone's state; the caller keeps parts well under ``MAX_FRAME``."""
         self._require_open()
-        head = json.dumps(
-            {
-                "zone": zone.to_text(),
-                "vv": dict(vv),
-                "serial_base": serial_base,
-                "repair": repair,
-                "buckets": None if buckets is None else sorted(buckets),
-                "last": last,
-            }
-        ).encode()
+        fields: dict[str, Any] = {
+            "zone": zone.to_text(),
+            "vv": dict(vv),
+            "serial_base": serial_base,
+            "repair": repair,
+            "buckets": None if buckets is None else sorted(buckets),
+            "last": last,
+        }
+        if incarnation:
+            fields["incarnation"] = incarnation
+        head = json.dumps(fields).encode()
         parts = [struct.pack("!I", len(head)), head]
         for kind, key, value in entries:
             parts += (_ENTRY.pack(kind, len(key), len(value)), key, value)
@@ -301,9 +336,9 @@ class PeerSession:
             self._auth_in(payload, events)
             return b""
         if kind == Frame.VECTORS:
-            events.append(VectorsReceived(_vectors_from(payload)))
+            events.append(VectorsReceived(*_vectors_and_incarnations(payload)))
         elif kind == Frame.ACK:
-            events.append(AckReceived(_vectors_from(payload)))
+            events.append(AckReceived(*_vectors_and_incarnations(payload)))
         elif kind == Frame.CHANGES:
             events.append(ChangesReceived(tuple(_changes_from(payload))))
         elif kind == Frame.DIGEST:
@@ -411,4 +446,5 @@ def _state_from(payload: bytes) -> StateReceived:
         None if buckets is None else frozenset(int(b) for b in buckets),
         entries,
         bool(head["last"]),
+        int(head.get("incarnation", 0)),
     )

@@ -132,6 +132,7 @@ def _die_with_parent() -> None:
 def serve(config: Config) -> int:
     """Run the server until SIGTERM / SIGINT.  Returns the exit status."""
     from xdnsd.server.service import ListenError, check_addresses_free
+    from xdnsd.stats import clear_stats
 
     store = open_store(config)
     try:
@@ -146,6 +147,7 @@ def serve(config: Config) -> int:
         check_addresses_free(config.server.listen)
     except ListenError as exc:
         raise StartupError(str(exc)) from None
+    clear_stats(config.server.data_dir)  # the counters of an earlier run (see xdnsd.stats)
     # the node's single writer (dynamic updates) runs in a process of its own, linked to each
     # worker by a socket pair
     links = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(workers)]
@@ -382,6 +384,7 @@ def _run_worker(
     from twisted.internet import reactor as _reactor
 
     from xdnsd.server.service import DNSService, ListenError
+    from xdnsd.stats import ProcessStats, stats_file
 
     reactor: Any = _reactor
     store = open_store(config)
@@ -399,6 +402,7 @@ def _run_worker(
         secondaries=secondary_specs(config),
         transfer_cache=transfer_cache,
         writer_socket=writer,
+        stats=ProcessStats(stats_file(config.server.data_dir, f"worker-{index}")),
     )
     try:
         sockets = service.bind()

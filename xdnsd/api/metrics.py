@@ -1,7 +1,10 @@
-"""``/metrics`` in Prometheus' text format (prometheus-client), from the node's store: zones,
-conflicts, peers, targets, the store's size.  Built per scrape from the state the other
-processes keep in the store, so it needs no shared counters.  (Query, update and transfer
-counters from the workers are not here yet: they need counters shared by the workers.)"""
+"""``/metrics`` in Prometheus' text format (prometheus-client), built per scrape.
+
+From the node's store: zones, conflicts, peers, targets, the store's size (the state the other
+processes keep there).  From the DNS wing's processes: queries (by transport, QTYPE, RCODE) and
+their durations, updates, transfers served and NOTIFYs, which each worker and the writer count
+in their own memory and flush every second to a file under the data directory; the files are
+summed here (:mod:`xdnsd.stats`), so a scrape may lag the last second of traffic."""
 
 from __future__ import annotations
 
@@ -10,10 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from xdnsd.config import Config
+from xdnsd.stats import DURATION_BOUNDS_NS, read_totals
 from xdnsd.store import Store
 
 STATES = ("in-sync", "pending", "out-of-sync", "held", "unknown")
@@ -84,7 +93,63 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("xdnsd_store_bytes", "size of the LMDB store", value=size)
 
 
+class ServerCollector(Collector):
+    """The counters of the workers and the writer, summed over their files."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def collect(self) -> Iterator[Metric]:
+        totals = read_totals(self.data_dir)
+        queries = CounterMetricFamily(
+            "xdnsd_queries",
+            "queries answered, by transport, QTYPE (common types, the rest as other) and RCODE",
+            labels=["transport", "qtype", "rcode"],
+        )
+        for key, n in sorted(totals.queries.items()):
+            queries.add_metric(list(key), n)
+        yield queries
+        durations = HistogramMetricFamily(
+            "xdnsd_query_duration_seconds",
+            "time a worker spent on a query answered inline, from receiving to sending",
+            labels=["transport"],
+        )
+        bounds = [repr(ns / 1e9) for ns in DURATION_BOUNDS_NS] + ["+Inf"]
+        for transport, histogram in sorted(totals.durations.items()):
+            cumulative, buckets = 0, []
+            for bound, n in zip(bounds, histogram.buckets, strict=True):
+                cumulative += n
+                buckets.append((bound, cumulative))
+            durations.add_metric([transport], buckets, histogram.sum_ns / 1e9)
+        yield durations
+        for name, doc, names, counts in (
+            (
+                "xdnsd_updates",
+                "RFC 2136 updates answered: accepted (NOERROR), failed (SERVFAIL) or refused",
+                ["result", "rcode"],
+                totals.updates,
+            ),
+            (
+                "xdnsd_transfers",
+                "zone transfers served, by result (ok, aborted, failed or the RCODE)",
+                ["kind", "result"],
+                totals.transfers,
+            ),
+            (
+                "xdnsd_notifies",
+                "NOTIFYs received (answered) and sent (answered, timed out or superseded)",
+                ["direction", "result"],
+                totals.notifies,
+            ),
+        ):
+            family = CounterMetricFamily(name, doc, labels=names)
+            for pair, n in sorted(counts.items()):
+                family.add_metric(list(pair), n)
+            yield family
+
+
 def render(config: Config, store: Store) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(config, store))
+    registry.register(ServerCollector(store.path))
     return generate_latest(registry)

@@ -9,7 +9,9 @@ answered only after its change is on disk).  Order of checks for an UPDATE, as B
 4. prerequisites, prescan and the policy for each record (``plan_update``), inside the writer's
    transaction, then the commit; the answer leaves after the sync.
 
-Every answer to a signed request is signed with the request's key.
+Every answer to a signed request is signed with the request's key.  Every answer is counted
+in the worker's :class:`~xdnsd.stats.ProcessStats` (a query, an update, a NOTIFY received, or a
+transfer: a streamed one when its last message is sent).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from xdnsd.server.render import max_response_size, parse_query
 from xdnsd.server.secondary import SecondarySpec
 from xdnsd.server.update import read_update_header
 from xdnsd.server.writerlink import WriterLink
+from xdnsd.stats import ProcessStats, rcode_result, response_rcode
 from xdnsd.store import Store, TransferCache
 
 log = logging.getLogger("xdnsd.update")
@@ -87,8 +90,10 @@ class MessageHandler:
         secondaries: Mapping[dns.name.Name, SecondarySpec] | None = None,
         clock: Callable[[], float] = time.time,
         transfer_cache: TransferCache | None = None,
+        stats: ProcessStats | None = None,
     ) -> None:
         self._store = store
+        self._stats = stats if stats is not None else ProcessStats()
         self._writer = writer
         self._keyring = keyring
         self._acls = update_acls
@@ -105,13 +110,20 @@ class MessageHandler:
         if len(data) < 12 or data[2] & 0x80:
             reply(None)  # a response, or not even a header: dropped
             return
+        opcode = (data[2] >> 3) & 0xF
+        qtype = question_type(data)
+
+        def counted(response: bytes | None) -> None:
+            self._count(opcode, qtype, tcp, response)
+            reply(response)
+
         now = int(self._clock())
         qend = tsig.question_end(data)
         try:
             signature = tsig.verify(data, self._keyring, now)
         except tsig.TsigFormError as exc:
             log.info("FORMERR to %s: %s", _host(address), exc)
-            reply(tsig.error_response(data, qend, dns.rcode.FORMERR))
+            counted(tsig.error_response(data, qend, dns.rcode.FORMERR))
             return
         if signature is not None and not signature.ok:
             log.warning(
@@ -119,24 +131,39 @@ class MessageHandler:
             )
             rcode = dns.rcode.FORMERR if signature.formerr else dns.rcode.NOTAUTH
             response = tsig.error_response(data, qend, rcode)
-            reply(tsig.sign_response(response, signature, now))
+            counted(tsig.sign_response(response, signature, now))
             return
         body = tsig.strip(data, signature) if signature is not None else data
 
         def send(response: bytes | None) -> None:
             if response is not None and signature is not None:
                 response = tsig.sign_response(response, signature, int(self._clock()))
-            reply(response)
+            counted(response)
 
-        opcode = (data[2] >> 3) & 0xF
         if opcode == UPDATE:
             self._update(body, qend, signature, address, send)
         elif opcode == NOTIFY:
             self._notify(body, qend, signature, address, send)
-        elif question_type(body) in _TRANSFERS and (data[2] >> 3) & 0xF == 0:
+        elif qtype in _TRANSFERS and opcode == 0:
             self._transfer(body, qend, signature, address, tcp, send, stream)
         else:
             send(self._query(body, tcp, signature is not None))
+
+    def _count(self, opcode: int, qtype: int, tcp: bool, response: bytes | None) -> None:
+        """Count an answer by what the request was (a streamed transfer: ``_counted``)."""
+        stats = self._stats
+        rcode = response_rcode(response) if response else -1
+        if opcode == UPDATE:
+            if rcode >= 0:
+                stats.count_update(rcode)
+        elif opcode == NOTIFY:
+            if rcode >= 0:
+                stats.count_notify("received", "ok" if rcode == 0 else rcode_result(rcode))
+        elif qtype in _TRANSFERS and opcode == 0:
+            result = "failed" if rcode < 0 else "ok" if rcode == 0 else rcode_result(rcode)
+            stats.count_transfer("axfr" if qtype == _AXFR else "ixfr", result)
+        else:
+            stats.count_query(tcp, qtype, response)
 
     # --- a signed query -----------------------------------------------------------------
 
@@ -234,7 +261,7 @@ class MessageHandler:
         if signature is not None:
             out = tsig.sign_stream(out, signature, now)
         assert stream is not None
-        stream(out)
+        stream(_counted(self._stats, kind.lower(), out))
 
     def _transfer_messages(
         self,
@@ -385,6 +412,20 @@ class MessageHandler:
             return
         # the rest (records, policy per record, prerequisites, commit) is the writer's
         self._writer.submit(requester, body).addCallback(answer)
+
+
+def _counted(stats: ProcessStats, kind: str, messages: Iterator[bytes]) -> Iterator[bytes]:
+    """``messages``, counting the transfer when the last is taken (``ok``), or when it fails
+    (``failed``) or the client goes away (``aborted``) part-way."""
+    result = "aborted"
+    try:
+        yield from messages
+        result = "ok"
+    except Exception:
+        result = "failed"
+        raise
+    finally:
+        stats.count_transfer(kind, result)
 
 
 _OPT = b"\x00" + struct.pack("!HHIH", 41, EDNS_PAYLOAD, 0, 0)  # EDNS(0), no options

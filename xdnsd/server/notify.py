@@ -5,7 +5,9 @@ batch of commits, and every second for changes made elsewhere (``xdnsd zone impo
 serials are compared with the last ones announced; each secondary of a changed zone gets a
 NOTIFY (SOA in the answer section, TSIG-signed when the zone names a key), retried with backoff
 until it answers (any rcode: a secondary that refuses will not change its mind) or the attempts
-run out, which is logged.
+run out, which is logged.  Each NOTIFY's outcome is counted for ``/metrics``: ``ok``, the RCODE
+of an error answer (``refused``), ``timeout`` (given up) or ``superseded`` (a newer serial to
+announce before an answer came).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import dns.rrset
 
 from xdnsd.config import ListenAddress
 from xdnsd.server.tsig import TsigKey
+from xdnsd.stats import ProcessStats, rcode_result
 from xdnsd.store import Store
 
 log = logging.getLogger("xdnsd.notify")
@@ -59,11 +62,13 @@ class Notifier:
         targets: Mapping[dns.name.Name, NotifyTargets],
         clock: Callable[[], float] = time.monotonic,
         sources: Mapping[int, str] | None = None,
+        stats: ProcessStats | None = None,
     ) -> None:
         """``sources``: address family -> the address NOTIFYs of that family are sent from
         (the server's own listening address: Windows DNS and BIND secondaries accept a NOTIFY
         only from an address they have as the zone's primary)."""
         self._store = store
+        self._stats = stats if stats is not None else ProcessStats()
         self._targets = {zone: t for zone, t in targets.items() if t.secondaries}
         self._clock = clock
         self._announced: dict[dns.name.Name, int] = {}
@@ -120,6 +125,7 @@ class Notifier:
                     if p.zone == zone and p.address == (address.host, address.port)
                 ]:
                     del self._pending[key]
+                    self._stats.count_notify("sent", "superseded")
                 self._send(zone, serial, (address.host, address.port), wire_for)
 
     def _message(self, zone: dns.name.Name, key: TsigKey | None) -> Callable[[int], bytes] | None:
@@ -173,6 +179,7 @@ class Notifier:
                 continue
             self.acknowledged += 1
             rcode = data[3] & 0xF
+            self._stats.count_notify("sent", "ok" if rcode == 0 else rcode_result(rcode))
             if rcode != dns.rcode.NOERROR:
                 log.warning(
                     "NOTIFY for zone %s serial %d: %s:%d answered %s",
@@ -190,6 +197,7 @@ class Notifier:
                 continue
             if pending.attempts > len(RETRY_DELAYS):
                 del self._pending[key]
+                self._stats.count_notify("sent", "timeout")
                 log.warning(
                     "NOTIFY for zone %s serial %d to %s:%d: no answer after %d attempts; "
                     "given up (the secondary will still see the change at its next refresh)",

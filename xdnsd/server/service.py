@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dns.name
+from twisted.internet.task import LoopingCall
 
 from xdnsd.config import ListenAddress, ServerConfig
 from xdnsd.server.acl import UpdateAcl
@@ -19,6 +20,7 @@ from xdnsd.server.protocols import TCPFactory, UDPListener
 from xdnsd.server.secondary import SecondarySpec
 from xdnsd.server.tsig import TsigKey
 from xdnsd.server.writerlink import WriterLink, connect_writer
+from xdnsd.stats import FLUSH_INTERVAL, ProcessStats
 from xdnsd.store import SharedResponseCache, Store, TransferCache
 
 log = logging.getLogger("xdnsd.server")
@@ -99,16 +101,24 @@ class DNSService:
     transfer_cache: TransferCache | None = None  # full transfers rendered once per version
     answerer: QueryAnswerer = field(init=False)
     writer_socket: socket.socket | None = None  # this worker's end of the link to the writer
+    # this worker's counters, flushed every FLUSH_INTERVAL and at stop() (see xdnsd.stats)
+    stats: ProcessStats = field(default_factory=ProcessStats)
     writer: WriterLink = field(init=False)
     handler: MessageHandler = field(init=False)
     udp: list[UDPListener] = field(default_factory=list)
     tcp_ports: list[Any] = field(default_factory=list)
+    _flushing: LoopingCall | None = field(default=None, init=False)  # writes the counters
 
     def __post_init__(self) -> None:
         identity = ServerIdentity(version=self.config.version, identity=self.config.identity)
         self.store.expect_zones(list(self.secondaries))  # SERVFAIL until the first transfer
         self.answerer = QueryAnswerer(
-            self.store, identity, self.config.cache_size, self.shared_cache, handoff=True
+            self.store,
+            identity,
+            self.config.cache_size,
+            self.shared_cache,
+            handoff=True,
+            stats=self.stats,
         )
         if self.writer_socket is not None:
             self.writer = connect_writer(self.reactor, self.writer_socket)
@@ -125,6 +135,7 @@ class DNSService:
             self.config.allow_transfer,
             self.secondaries,
             transfer_cache=self.transfer_cache,
+            stats=self.stats,
         )
 
     def bind(self) -> list[tuple[socket.socket, socket.socket]]:
@@ -146,16 +157,26 @@ class DNSService:
             self.config.tcp_idle_timeout,
             self.config.tcp_max_connections,
             self.handler.handle,
+            self.stats,
         )
         for udp_sock, tcp_sock in sockets:
-            listener = UDPListener(udp_sock, self.answerer.udp, self.reactor, self.handler.handle)
+            listener = UDPListener(
+                udp_sock, self.answerer.udp, self.reactor, self.handler.handle, self.stats
+            )
             listener.start()
             self.udp.append(listener)
             port = self.reactor.adoptStreamPort(tcp_sock.fileno(), tcp_sock.family, factory)
             tcp_sock.close()  # the reactor holds its own duplicate of the descriptor
             self.tcp_ports.append(port)
+        if self.stats.path is not None:
+            self._flushing = LoopingCall(self.stats.flush)
+            self._flushing.clock = self.reactor
+            self._flushing.start(FLUSH_INTERVAL, now=True)
 
     def stop(self) -> None:
+        if self._flushing is not None:
+            self._flushing.stop()
+            self._flushing = None
         self.writer.closing = True
         for listener in self.udp:
             listener.stop()
@@ -163,3 +184,4 @@ class DNSService:
             port.stopListening()
         self.udp.clear()
         self.tcp_ports.clear()
+        self.stats.flush()  # what was counted until now (the worker is stopping)

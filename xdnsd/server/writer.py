@@ -28,6 +28,7 @@ import selectors
 import signal
 import socket
 import struct
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ from xdnsd.server.acl import Requester, UpdateAcl
 from xdnsd.server.notify import Notifier, NotifyTargets
 from xdnsd.server.secondary import SecondaryKeeper, SecondarySpec
 from xdnsd.server.update import ParsedUpdate, UpdatePlan, parse_update, plan_update
+from xdnsd.stats import ProcessStats, stats_file
 from xdnsd.store import Planner, Store, ZoneSnapshot
 
 log = logging.getLogger("xdnsd.update")
@@ -334,18 +336,26 @@ def run_writer_process(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     processor = UpdateProcessor(store, acls)
-    notifier = Notifier(store, notify or {}, sources=notify_sources)
+    stats = ProcessStats(stats_file(store.path, "writer"))  # the NOTIFYs sent
+    notifier = Notifier(store, notify or {}, sources=notify_sources, stats=stats)
     keeper = SecondaryKeeper(store, secondaries or {}, on_commit=notifier.check)
+
+    def tick() -> None:
+        if catalog is not None:
+            catalog.tick()
+        stats.maybe_flush(time.monotonic())
+
     try:
         serve_writer(
             processor,
             connections,
             lambda: stopping,
             notifier if notifier.enabled else None,
-            catalog.tick if catalog is not None else None,
+            tick,
             keeper if keeper.enabled else None,
         )
     finally:
+        stats.flush()
         keeper.close()
         notifier.close()
         if processor.changes:

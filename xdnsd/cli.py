@@ -1,14 +1,19 @@
-"""Command line: ``xdnsd serve | check-config | zone list/import/export/history``."""
+"""Command line: ``xdnsd serve``, ``check-config``, and the operator's commands (``zone``,
+``records``, ``history``, ``peers``, ``targets``, ``conflicts``).  Those marked [API] work on
+this node's store, or through a running node's HTTP API with ``--server URL`` and a token:
+the same documents (``xdnsd.api.ops``) either way, printed as tables or, with ``--json``, as
+they are.  Errors print one line and exit non-zero."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +21,13 @@ import dns.exception
 import dns.name
 import dns.rdata
 
+from xdnsd.api.ops import Operations, OpError
 from xdnsd.config import Config, ConfigError, load_config
 from xdnsd.daemon import StartupError, notify_sources, open_store, serve, setup_logging
-from xdnsd.store import Store, StoreError
+from xdnsd.store import StoreError
 from xdnsd.zonefile import (
     ZoneFileError,
-    create_changeset,
     parse_zone_file,
-    plan_import,
-    to_text,
 )
 
 DEFAULT_CONFIG = "conf/xdnsd.toml"
@@ -54,47 +57,9 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_zone_list(config: Config, args: argparse.Namespace) -> int:
-    from xdnsd.server.secondary import STATUS_PREFIX
-
-    kinds = {z.name: z.kind for z in config.zones}
-    store = open_store(config)
-    try:
-        zones = store.list_zones()
-        transfers = {
-            dns.name.from_text(key[len(STATUS_PREFIX) :]): doc
-            for key, doc in store.statuses(STATUS_PREFIX).items()
-        }
-        found: list[dict[str, Any]] = []
-        with store.snapshot() as snap:
-            for meta in zones:
-                zone = snap.zone(meta.name)
-                count = sum(1 for _ in zone.iter_records())
-                found.append(
-                    {
-                        "zone": meta.name.to_text(),
-                        "kind": kinds.get(meta.name, meta.kind),
-                        "serial": meta.serial,
-                        "records": count,
-                        "expired": meta.expired,
-                        "transfer": transfers.get(meta.name),
-                    }
-                )
-        held = {meta.name for meta in zones}
-        for z in config.zones:  # secondary zones not transferred yet
-            if z.primaries and z.name not in held:
-                found.append(
-                    {
-                        "zone": z.name.to_text(),
-                        "kind": "secondary",
-                        "serial": None,
-                        "records": 0,
-                        "expired": True,
-                        "transfer": transfers.get(z.name),
-                    }
-                )
-    finally:
-        store.close()
+def cmd_zone_list(config: Config | None, args: argparse.Namespace) -> int:
+    with operations(config, args) as ops:
+        found = ops.zones(count=True)
     if args.json:
         print(json.dumps(found, indent=2))
         return 0
@@ -141,34 +106,59 @@ def _transfer_text(row: dict[str, Any], now: float) -> str:
     return "; ".join(parts) or "waiting for the first check"
 
 
-def cmd_zone_import(config: Config, args: argparse.Namespace) -> int:
+def cmd_zone_import(config: Config | None, args: argparse.Namespace) -> int:
+    """Make a zone hold exactly a master file's records, in one change (created if new)."""
     zone = _zone_name(args.zone)
-    if any(z.name == zone and z.primaries for z in config.zones):
-        raise CLIError(
-            f"zone {zone} is a secondary: its data comes from its primaries "
-            "(xdnsd zone retransfer takes a fresh copy)"
-        )
-    records = parse_zone_file(args.file, zone)
-    origin = f"import:{Path(args.file).resolve()}"
-    store = open_store(config)
-    try:
-        if zone in {m.name for m in store.list_zones()}:
-            with store.snapshot() as snap:
-                current = list(snap.zone(zone).iter_records())
-            cs = plan_import(zone, current, records, origin)
-            if cs.is_empty():
-                print(f"{zone}: no changes")
-                return 0
-            result = store.commit(cs)
-            print(
-                f"{zone}: {len(cs.removed)} removed, {len(cs.added)} added, "
-                f"serial {result.serial_from} -> {result.serial_to}"
-            )
+    with operations(config, args) as ops:
+        if isinstance(ops, Operations):  # on the node: $INCLUDE works, relative to the file
+            records = parse_zone_file(args.file, zone)
+            result = ops.import_records(zone, records, f"import:{Path(args.file).resolve()}")
         else:
-            result = store.commit(create_changeset(zone, records, origin))
-            print(f"{zone}: created with {len(records)} records, serial {result.serial_to}")
-    finally:
-        store.close()
+            try:
+                text = Path(args.file).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CLIError(f"{args.file}: cannot read zone file: {exc}") from None
+            result = ops.import_zone(zone.to_text(), text, _who())
+    if result["created"]:
+        print(f"{zone}: created with {result['added']} records, serial {result['serial_to']}")
+    elif not result["added"] and not result["removed"]:
+        print(f"{zone}: no changes")
+    else:
+        print(
+            f"{zone}: {result['removed']} removed, {result['added']} added, "
+            f"serial {result['serial_from']} -> {result['serial_to']}"
+        )
+    return 0
+
+
+def cmd_zone_create(config: Config | None, args: argparse.Namespace) -> int:
+    """A new zone: from a master file, or with only an SOA and the name servers given."""
+    if (args.file is None) == (not args.ns):
+        raise CLIError("give either --file FILE or --ns NAME (repeatable)")
+    text = None
+    if args.file is not None:
+        try:
+            text = Path(args.file).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CLIError(f"{args.file}: cannot read zone file: {exc}") from None
+    with operations(config, args) as ops:
+        result = ops.create_zone(args.zone, _who(), file=text, ns=args.ns, email=args.email)
+    print(
+        f"{result['zone']}: created with {result['records']} records, serial {result['serial_to']}"
+    )
+    return 0
+
+
+def cmd_zone_delete(config: Config | None, args: argparse.Namespace) -> int:
+    """Delete a zone and everything in it, on every node of the cluster."""
+    zone = _zone_name(args.zone)
+    if not args.yes:
+        raise CLIError(
+            f"deleting {zone} deletes it and all its records on every node: add --yes to do so"
+        )
+    with operations(config, args) as ops:
+        result = ops.drop_zone(zone.to_text(), _who())
+    print(f"{result['zone']}: deleted (its last serial was {result['serial']})")
     return 0
 
 
@@ -226,15 +216,9 @@ def cmd_zone_import_from(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_zone_export(config: Config, args: argparse.Namespace) -> int:
-    zone = _zone_name(args.zone)
-    store = open_store(config)
-    try:
-        with store.snapshot() as snap:
-            records = list(snap.zone(zone).iter_records())
-    finally:
-        store.close()
-    text = to_text(records, zone)
+def cmd_zone_export(config: Config | None, args: argparse.Namespace) -> int:
+    with operations(config, args) as ops:
+        text = ops.export_zone(_zone_name(args.zone).to_text())
     if args.output and args.output != "-":
         Path(args.output).write_text(text)
     else:
@@ -242,14 +226,9 @@ def cmd_zone_export(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_zone_history(config: Config, args: argparse.Namespace) -> int:
-    zone = _zone_name(args.zone)
-    store = open_store(config)
-    try:
-        with store.snapshot() as snap:
-            entries = snap.history(zone, args.limit)
-    finally:
-        store.close()
+def cmd_zone_history(config: Config | None, args: argparse.Namespace) -> int:
+    with operations(config, args) as ops:
+        entries = ops.history(_zone_name(args.zone).to_text(), args.limit)
     if args.json:
         print(json.dumps(entries, indent=2))
         return 0
@@ -267,6 +246,34 @@ def cmd_zone_history(config: Config, args: argparse.Namespace) -> int:
             )
         )
     _print_table(("TIME (UTC)", "SERIAL", "CHANGES", "DOT", "WHO"), rows)
+    return 0
+
+
+def cmd_records_list(config: Config | None, args: argparse.Namespace) -> int:
+    with operations(config, args) as ops:
+        found = ops.records(_zone_name(args.zone).to_text(), args.name, args.type)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    _print_table(
+        ("NAME", "TTL", "TYPE", "DATA"),
+        [(r["name"], str(r["ttl"]), r["type"], r["data"]) for r in found],
+    )
+    return 0
+
+
+def cmd_records_write(config: Config | None, args: argparse.Namespace) -> int:
+    """``records set`` (the RRset becomes DATA), ``add`` (DATA joins it) or ``delete`` (the
+    RRset, or only the records DATA names): one change, planned as an RFC 2136 update."""
+    doc: dict[str, Any] = {"name": args.name, "type": args.type, "ttl": args.ttl}
+    if args.mode != "delete" or args.data:
+        doc["data"] = list(args.data)
+    with operations(config, args) as ops:
+        result = ops.write_rrset(_zone_name(args.zone).to_text(), args.mode, doc, _who())
+    if result["changed"]:
+        print(f"{result['zone']}: changed, serial {result['serial']}")
+    else:
+        print(f"{result['zone']}: nothing to change (serial {result['serial']})")
     return 0
 
 
@@ -342,72 +349,54 @@ def cmd_zone_retransfer(config: Config, args: argparse.Namespace) -> int:
         store.close()
 
 
-def cmd_peers(config: Config, args: argparse.Namespace) -> int:
+def cmd_peers(config: Config | None, args: argparse.Namespace) -> int:
     """Each configured peer: connected or not, since when, its lag and last error."""
-    store = open_store(config)
-    try:
-        found = store.statuses("peer/")
-    finally:
-        store.close()
-    rows = []
-    docs = []
+    with operations(config, args) as ops:
+        docs = ops.peers()
+    if args.json:
+        print(json.dumps(docs, indent=2))
+        return 0
     now = time.time()
-    for peer in config.peers:
-        doc = found.get(f"peer/{peer.id}") or {"peer": peer.id, "connected": False}
-        doc.setdefault("address", str(peer.address))
-        docs.append(doc)
+    rows = []
+    for doc in docs:
         since = doc.get("since")
         rows.append(
             (
-                peer.id,
-                str(peer.address),
+                doc["peer"],
+                str(doc.get("address", "")),
                 "yes" if doc.get("connected") else "no",
                 _ago(since, now) if since else "-",
                 str(doc.get("lag", "-")),
                 doc.get("error") or "",
             )
         )
-    if args.json:
-        print(json.dumps(docs, indent=2))
-        return 0
     _print_table(("PEER", "ADDRESS", "CONNECTED", "SINCE", "LAG", "LAST ERROR"), rows)
     return 0
 
 
-def cmd_targets(config: Config, args: argparse.Namespace) -> int:
+def cmd_targets(config: Config | None, args: argparse.Namespace) -> int:
     """Each configured target: its zone, owner node, state, since when, why, last run."""
-    store = open_store(config)
-    try:
-        found = store.statuses("target/")
-    finally:
-        store.close()
+    with operations(config, args) as ops:
+        docs = ops.targets()
+    if args.json:
+        print(json.dumps(docs, indent=2))
+        return 0
     now = time.time()
-    rows, docs = [], []
-    for target in config.targets.values():
-        doc = found.get(f"target/{target.name}") or {
-            "target": target.name,
-            "kind": target.kind,
-            "zone": target.zone.to_text() if target.zone else None,
-            "owner": target.owner,
-            "state": "unknown" if target.owner != config.node.id else "pending",
-        }
-        docs.append(doc)
+    rows = []
+    for doc in docs:
         last = doc.get("last_run") or {}
         rows.append(
             (
-                target.name,
-                target.kind,
+                doc["target"],
+                str(doc.get("kind")),
                 str(doc.get("zone")),
-                target.owner,
+                str(doc.get("owner")),
                 str(doc.get("state")),
                 _ago(doc["since"], now) if doc.get("since") else "-",
                 _ago(last["end"], now) if last.get("end") else "-",
                 doc.get("reason") or "",
             )
         )
-    if args.json:
-        print(json.dumps(docs, indent=2))
-        return 0
     _print_table(("TARGET", "KIND", "ZONE", "OWNER", "STATE", "SINCE", "LAST RUN", "WHY"), rows)
     return 0
 
@@ -420,13 +409,9 @@ def _target(config: Config, name: str) -> Any:
     return target
 
 
-def cmd_targets_history(config: Config, args: argparse.Namespace) -> int:
-    target = _target(config, args.target)
-    store = open_store(config)
-    try:
-        runs = (store.status(f"target-history/{target.name}") or {"runs": []})["runs"]
-    finally:
-        store.close()
+def cmd_targets_history(config: Config | None, args: argparse.Namespace) -> int:
+    with operations(config, args) as ops:
+        runs = ops.target_history(args.target)
     if args.json:
         print(json.dumps(runs, indent=2))
         return 0
@@ -505,38 +490,27 @@ def cmd_targets_sync(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _all_conflicts(store: Store) -> list[tuple[dns.name.Name, dict[str, Any]]]:
-    with store.snapshot() as snap:
-        return [(meta.name, doc) for meta in snap.zones() for doc in snap.conflicts(meta.name)]
-
-
-def cmd_conflicts_list(config: Config, args: argparse.Namespace) -> int:
+def cmd_conflicts_list(config: Config | None, args: argparse.Namespace) -> int:
     """Every open conflict: zone, what, each side (node, time, who), the provisional winner."""
-    store = open_store(config)
-    try:
-        found = _all_conflicts(store)
-        targets = list(store.statuses("target-conflict/").values())
-        detected = store.counters().get("conflicts_detected", 0)
-    finally:
-        store.close()
+    with operations(config, args) as ops:
+        docs = ops.conflicts()
+        detected = ops.conflicts_detected()
     if args.json:
-        docs = [{"zone": zone.to_text(), **doc} for zone, doc in found]
-        print(json.dumps(docs + targets, indent=2))
+        print(json.dumps(docs, indent=2))
         return 0
-    print(f"{len(found) + len(targets)} open; {detected} detected by this node in all")
-    for doc in targets:
-        print(
-            f"{doc['id']}  zone {doc['zone']}  provider  {doc['owner']} {doc['rdtype']}  "
-            f"(target {doc['target']})"
-        )
-        for side, label in (("local", "zone  "), ("remote", "target")):
-            rrset = doc[side]
-            what = "deleted" if rrset is None else f"{rrset[2]} {' '.join(rrset[3])}"
-            print(f"    {label}  {what}")
-    if not found:
-        return 0
-    for zone, doc in found:
-        print(f"{doc['id']}  zone {zone}  {doc['kind']}  {doc['subject']}")
+    print(f"{len(docs)} open; {detected} detected by this node in all")
+    for doc in docs:
+        if "target" in doc:  # a zone against a provider
+            print(
+                f"{doc['id']}  zone {doc['zone']}  provider  {doc['owner']} {doc['rdtype']}  "
+                f"(target {doc['target']})"
+            )
+            for side, label in (("local", "zone  "), ("remote", "target")):
+                rrset = doc[side]
+                what = "deleted" if rrset is None else f"{rrset[2]} {' '.join(rrset[3])}"
+                print(f"    {label}  {what}")
+            continue
+        print(f"{doc['id']}  zone {doc['zone']}  {doc['kind']}  {doc['subject']}")
         for i, side in enumerate(doc["sides"]):
             when = datetime.datetime.fromtimestamp((side["hlc"] >> 16) / 1000, datetime.UTC)
             mark = "serving" if i == 0 else "       "
@@ -547,54 +521,73 @@ def cmd_conflicts_list(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_conflicts_resolve(config: Config, args: argparse.Namespace) -> int:
+def cmd_conflicts_resolve(config: Config | None, args: argparse.Namespace) -> int:
     """End a conflict: keep one side (``--keep local|remote|NODE``) or put a value."""
-    from xdnsd.model import Changeset
-    from xdnsd.replication.merge import conflict_from_doc, pick_side, plan_resolution
-
     if (args.keep is None) == (args.value is None):
         raise CLIError("give exactly one of --keep and --value")
-    store = open_store(config)
-    try:
-        for key, doc in store.statuses("target-conflict/").items():
-            if doc["id"] == args.id:  # a zone against a provider: keep local or remote
-                from xdnsd.upstreams.sync import resolve_conflict
-
-                if args.keep not in ("local", "remote", doc["target"]):
-                    raise CLIError(f"{key}: keep 'local' (the zone) or 'remote' (the provider)")
-                side = "local" if args.keep == "local" else "remote"
-                print(f"conflict {args.id} resolved: {resolve_conflict(store, doc, side)}")
-                return 0
-        matches = [(z, d) for z, d in _all_conflicts(store) if d["id"] == args.id]
-        if not matches:
-            raise CLIError(f"no open conflict {args.id} (xdnsd conflicts list)")
-        zone, doc = matches[0]
-        conflict = conflict_from_doc(doc)
-        try:
-            keep = pick_side(conflict, args.keep, config.node.id) if args.keep else None
-            removed, added = plan_resolution(conflict, keep, args.value)
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
-        change = Changeset(
-            zone, tuple(removed), tuple(added), origin=f"operator:resolve {conflict.id}"
-        )
-        result = store.commit(change)
-    finally:
-        store.close()
-    chosen = f"side {keep.dot.node}:{keep.dot.counter}" if keep is not None else "the value"
-    print(f"conflict {conflict.id} resolved with {chosen}: serial {result.serial_to}")
+    with operations(config, args) as ops:
+        result = ops.resolve(args.id, _who(), keep=args.keep, value=args.value)
+    print(result["message"])
     return 0
 
 
+def _who() -> str:
+    """The origin of a change made from this command line: ``operator:USER``."""
+    import getpass
+
+    try:
+        return f"operator:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid
+        return "operator"
+
+
+@contextlib.contextmanager
+def operations(config: Config | None, args: argparse.Namespace) -> Iterator[Any]:
+    """The node's operations: through its API (``--server``), else on its store directly."""
+    if config is None:
+        from xdnsd.api.client import Remote
+
+        yield Remote(args.server, args.token, cafile=args.cacert)
+        return
+    store = open_store(config)
+    try:
+        yield Operations(config, store)
+    finally:
+        store.close()
+
+
+REMOTE_HELP = {
+    "--server": "a running node's API, e.g. https://ns1.example:8053 (or XDNSD_SERVER): work "
+    "through it instead of on this node's store",
+    "--token": "the API token (or XDNSD_TOKEN, or --token-file)",
+    "--token-file": "a file holding the API token",
+    "--cacert": "CA certificate(s) to trust for an https --server (or XDNSD_CACERT)",
+}
+
+
+def _remote_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    for flag, text in REMOTE_HELP.items():
+        parser.add_argument(flag, default=default, help=text, metavar=flag[2:].upper())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xdnsd", description="multi-master authoritative DNS")
+    parser = argparse.ArgumentParser(
+        prog="xdnsd",
+        description="multi-master authoritative DNS",
+        epilog="Commands marked [API] also work against a running node with --server URL.",
+    )
     parser.add_argument(
         "--config", "-c", default=DEFAULT_CONFIG, help=f"config file (default: {DEFAULT_CONFIG})"
     )
     parser.add_argument("--debug", action="store_true", help="log at debug level")
+    _remote_options(parser, None)
     # --config is accepted before or after the subcommand ("xdnsd serve --config FILE")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", "-c", default=argparse.SUPPRESS, help="config file")
+    # commands that also work through a node's API
+    api = argparse.ArgumentParser(add_help=False, parents=[common])
+    _remote_options(api, argparse.SUPPRESS)
+    api.set_defaults(remote=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", parents=[common], help="answer queries until SIGTERM")
@@ -605,15 +598,27 @@ def build_parser() -> argparse.ArgumentParser:
     zone = sub.add_parser("zone", help="zone operations").add_subparsers(
         dest="zone_cmd", required=True
     )
-    p = zone.add_parser("list", parents=[common], help="list the zones in the store")
+    p = zone.add_parser("list", parents=[api], help="[API] list the zones")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_zone_list)
     p = zone.add_parser(
-        "import", parents=[common], help="replace a zone's content with a master file (one change)"
+        "create", parents=[api], help="[API] a new zone, from a master file or name servers"
+    )
+    p.add_argument("zone")
+    p.add_argument("--file", help="master file with the zone's records")
+    p.add_argument("--ns", action="append", help="the new zone's name server (repeatable)")
+    p.add_argument("--email", help="the SOA's mailbox (default hostmaster.ZONE)")
+    p.set_defaults(func=cmd_zone_create)
+    p = zone.add_parser(
+        "import", parents=[api], help="[API] make a zone's content a master file's (one change)"
     )
     p.add_argument("file")
     p.add_argument("--zone", required=True)
     p.set_defaults(func=cmd_zone_import)
+    p = zone.add_parser("delete", parents=[api], help="[API] delete a zone on every node")
+    p.add_argument("zone")
+    p.add_argument("--yes", action="store_true", help="yes, delete it and all its records")
+    p.set_defaults(func=cmd_zone_delete)
     p = zone.add_parser(
         "import-from", parents=[common], help="create or fill a zone from a target's records"
     )
@@ -621,15 +626,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("zone")
     p.add_argument("--ns", action="append", help="a new zone's name server (repeatable)")
     p.set_defaults(func=cmd_zone_import_from)
-    p = zone.add_parser("export", parents=[common], help="write a zone as a master file")
+    p = zone.add_parser("export", parents=[api], help="[API] write a zone as a master file")
     p.add_argument("zone")
     p.add_argument("--output", "-o", default="-")
     p.set_defaults(func=cmd_zone_export)
-    p = zone.add_parser("history", parents=[common], help="a zone's changes, newest first")
-    p.add_argument("zone")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_zone_history)
+    for name, text in (("history", "[API] a zone's changes, newest first"),):
+        for where in (zone, sub):  # "xdnsd zone history Z" and "xdnsd history Z"
+            p = where.add_parser(name, parents=[api], help=text)
+            p.add_argument("zone")
+            p.add_argument("--limit", type=int, default=50)
+            p.add_argument("--json", action="store_true")
+            p.set_defaults(func=cmd_zone_history)
     p = zone.add_parser("notify", parents=[common], help="send a NOTIFY to the secondaries now")
     p.add_argument("zone")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for answers")
@@ -640,24 +647,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("zone")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it")
     p.set_defaults(func=cmd_zone_retransfer)
+
+    records = sub.add_parser("records", help="[API] a zone's records").add_subparsers(
+        dest="records_cmd", required=True
+    )
+    p = records.add_parser("list", parents=[api], help="[API] the records, filtered")
+    p.add_argument("zone")
+    p.add_argument("--name", help="only this owner (relative to the zone)")
+    p.add_argument("--type", help="only this type")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_records_list)
+    for mode, verb, text in (
+        ("replace", "set", "[API] make an RRset exactly DATA"),
+        ("add", "add", "[API] add DATA to an RRset"),
+        ("delete", "delete", "[API] delete an RRset, or only the records DATA names"),
+    ):
+        p = records.add_parser(verb, parents=[api], help=text)
+        p.add_argument("zone")
+        p.add_argument("name", help="owner, relative to the zone (@ for the apex)")
+        p.add_argument("type")
+        p.add_argument("data", nargs="*" if mode == "delete" else "+", help="record data")
+        p.add_argument("--ttl", type=int, default=300)
+        p.set_defaults(func=cmd_records_write, mode=mode)
+
     conflicts = sub.add_parser("conflicts", help="concurrent changes that need an operator")
     csub = conflicts.add_subparsers(dest="conflicts_cmd", required=True)
-    p = csub.add_parser("list", parents=[common], help="the open conflicts, both sides")
+    p = csub.add_parser("list", parents=[api], help="[API] the open conflicts, both sides")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_conflicts_list)
-    p = csub.add_parser("resolve", parents=[common], help="keep one side, or put a value")
+    p = csub.add_parser("resolve", parents=[api], help="[API] keep one side, or put a value")
     p.add_argument("id")
     p.add_argument("--keep", help="local, remote or a node id")
     p.add_argument("--value", help="RDATA to serve instead of every side")
     p.set_defaults(func=cmd_conflicts_resolve)
-    p = sub.add_parser("peers", parents=[common], help="the cluster's other nodes and their state")
+    p = sub.add_parser("peers", parents=[api], help="[API] the cluster's other nodes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_peers)
-    targets = sub.add_parser("targets", parents=[common], help="providers mirroring the zones")
+    targets = sub.add_parser("targets", parents=[api], help="[API] providers mirroring the zones")
     targets.add_argument("--json", action="store_true")
     targets.set_defaults(func=cmd_targets)
     tsub = targets.add_subparsers(dest="targets_cmd")
-    p = tsub.add_parser("history", parents=[common], help="a target's recent sync runs")
+    p = tsub.add_parser("history", parents=[api], help="[API] a target's recent sync runs")
     p.add_argument("target")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true")
@@ -665,13 +695,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("plan", parents=[common], help="what a sync would change (dry run)")
     p.add_argument("target")
     p.add_argument("--force", action="store_true", help="plan as if forced past the safety limit")
-    p.set_defaults(func=cmd_targets_plan)
+    p.set_defaults(func=cmd_targets_plan, remote=False)
     p = tsub.add_parser("sync", parents=[common], help="sync a target now")
     p.add_argument("target")
     p.add_argument("--force", action="store_true", help="apply even past the safety limit")
     p.add_argument("--anyway", action="store_true", help="even if another node owns it")
-    p.set_defaults(func=cmd_targets_sync)
+    p.set_defaults(func=cmd_targets_sync, remote=False)
     return parser
+
+
+def _remote_target(args: argparse.Namespace) -> bool:
+    """Resolve --server / --token (flags, then the environment); True when the command is to
+    go through a node's API."""
+    import os
+
+    args.server = args.server or os.environ.get("XDNSD_SERVER") or None
+    if not args.server:
+        return False
+    if not getattr(args, "remote", False):
+        raise CLIError(
+            f"xdnsd {args.command} works on the node itself, not through its API: run it there "
+            "without --server"
+        )
+    if args.token_file:
+        try:
+            args.token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise CLIError(f"{args.token_file}: cannot read the token: {exc.strerror}") from None
+    args.token = args.token or os.environ.get("XDNSD_TOKEN")
+    if not args.token:
+        raise CLIError("--server needs a token: --token, --token-file or XDNSD_TOKEN")
+    args.cacert = args.cacert or os.environ.get("XDNSD_CACERT") or None
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -679,9 +734,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(logging.DEBUG if args.debug else logging.INFO)
     try:
-        config = load_config(args.config)
+        config = None if _remote_target(args) else load_config(args.config)
         status: int = args.func(config, args)
         return status
+    except OpError as exc:
+        where = f" ({args.server})" if args.server else ""
+        print(f"xdnsd: error{where}: {exc}", file=sys.stderr)
+        return 1
     except (ConfigError, ZoneFileError, StoreError, StartupError, CLIError) as exc:
         print(f"xdnsd: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

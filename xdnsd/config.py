@@ -13,13 +13,24 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.exception
 import dns.name
 
 from xdnsd.server.acl import AllowEntry, Grant, PolicyError, UpdateAcl, parse_allow, parse_grant
 from xdnsd.server.tsig import ALGORITHMS, TsigKey
+
+if TYPE_CHECKING:  # cryptography is loaded when a TLS certificate is configured
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    TlsKey = (
+        rsa.RSAPrivateKey
+        | ec.EllipticCurvePrivateKey
+        | ed25519.Ed25519PrivateKey
+        | ed448.Ed448PrivateKey
+    )
 
 DEFAULT_PORT = 53
 
@@ -446,7 +457,10 @@ def _parse_api(raw: dict[str, Any], base: Path, f: str) -> ApiConfig:
         tokens.append(ApiToken(name, secret, role))
     cert, key = _take(raw, "tls_cert", str, aw, None), _take(raw, "tls_key", str, aw, None)
     if (cert is None) != (key is None):
-        raise ConfigError(f"{aw}: give both tls_cert and tls_key, or neither")
+        given, missing = ("tls_cert", "tls_key") if key is None else ("tls_key", "tls_cert")
+        raise ConfigError(
+            f"{aw}: {given} is set but {missing} is not: give both tls_cert and tls_key, or neither"
+        )
     insecure = _take(raw, "allow_insecure", bool, aw, False)
     loopback = ipaddress.ip_address(listen.host).is_loopback
     if not loopback and cert is None and not insecure:
@@ -454,13 +468,64 @@ def _parse_api(raw: dict[str, Any], base: Path, f: str) -> ApiConfig:
             f"{aw}.listen: {listen} is not a loopback address: serve it with TLS (tls_cert, "
             "tls_key) or say allow_insecure = true"
         )
-    return ApiConfig(
-        listen,
-        tuple(tokens),
-        None if cert is None else (base / cert).resolve(),
-        None if key is None else (base / key).resolve(),
-        insecure,
-    )
+    cert_path = None if cert is None else (base / cert).resolve()
+    key_path = None if key is None else (base / key).resolve()
+    if cert_path is not None and key_path is not None:
+        load_tls_files(cert_path, key_path, aw)  # fail at load, not when the API starts
+    return ApiConfig(listen, tuple(tokens), cert_path, key_path, insecure)
+
+
+def load_tls_files(cert: Path, key: Path, where: str) -> tuple[list[x509.Certificate], TlsKey]:
+    """The certificate chain (the leaf first, then the intermediates the file holds, in its
+    order) and the private key of ``[api] tls_cert`` / ``tls_key``, both PEM; ConfigError
+    naming the key, the file and the problem when a file is unreadable, is not PEM, or the key
+    is not the leaf certificate's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    def read(path: Path, name: str) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{where}.{name}: {path}: cannot read: {exc.strerror}") from None
+
+    cert_pem, key_pem = read(cert, "tls_cert"), read(key, "tls_key")
+    try:
+        chain = x509.load_pem_x509_certificates(cert_pem)
+    except ValueError:
+        raise ConfigError(
+            f"{where}.tls_cert: {cert}: not a PEM certificate (expected -----BEGIN "
+            "CERTIFICATE----- blocks: the server's certificate, then any intermediates)"
+        ) from None
+    try:
+        private = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        raise ConfigError(
+            f"{where}.tls_key: {key}: the key is encrypted; xdnsd needs it without a passphrase"
+        ) from None
+    except (ValueError, NotImplementedError):  # not a key, or of a kind not supported
+        raise ConfigError(f"{where}.tls_key: {key}: not a PEM private key") from None
+    if not isinstance(
+        private,
+        rsa.RSAPrivateKey
+        | ec.EllipticCurvePrivateKey
+        | ed25519.Ed25519PrivateKey
+        | ed448.Ed448PrivateKey,
+    ):
+        raise ConfigError(
+            f"{where}.tls_key: {key}: not an RSA, EC, Ed25519 or Ed448 key (TLS needs one)"
+        )
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if private.public_key().public_bytes(der, spki) != chain[0].public_key().public_bytes(
+        der, spki
+    ):
+        raise ConfigError(
+            f"{where}.tls_key: {key}: the key does not match the certificate in {cert} "
+            f"(the first one, {chain[0].subject.rfc4514_string() or 'no subject'})"
+        )
+    return chain, private
 
 
 def _parse_targets(

@@ -279,10 +279,18 @@ def _run_api(config: Config) -> int:
     store = open_store(config)
     site = make_site(config, store)
     if api.tls_cert is not None and api.tls_key is not None:
-        from twisted.internet import ssl  # needs pyOpenSSL (twisted[tls]): only for TLS
+        from OpenSSL import crypto  # pyOpenSSL (twisted[tls]): only for TLS
+        from twisted.internet import ssl
 
-        context = ssl.DefaultOpenSSLContextFactory(  # type: ignore[no-untyped-call]
-            str(api.tls_key), str(api.tls_cert)
+        from xdnsd.config import load_tls_files
+
+        # the leaf, then the intermediates the file holds, which are served with it
+        chain, key = load_tls_files(api.tls_cert, api.tls_key, "[api]")
+        context = ssl.CertificateOptions(
+            privateKey=crypto.PKey.from_cryptography_key(key),
+            certificate=crypto.X509.from_cryptography(chain[0]),
+            extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]],
+            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,  # TLS 1.2 and 1.3 only
         )
         reactor.listenSSL(api.listen.port, site, context, interface=api.listen.host)
     else:

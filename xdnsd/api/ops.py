@@ -244,8 +244,12 @@ class Operations:
         """Make a zone hold exactly a master file's records (one change; the zone is created
         when it is new): what ``xdnsd zone import`` does."""
         zone = zone_name(zone_text)
+        return self.import_records(zone, self._parse(zone, text, "file"), who)
+
+    def import_records(self, zone: dns.name.Name, records: list[RR], who: str) -> dict[str, Any]:
+        """``import_zone`` with the file read already (the CLI reads a local file itself, so
+        that its ``$INCLUDE`` lines work)."""
         self._writable(zone)
-        records = self._parse(zone, text, "file")
         if zone not in {m.name for m in self.store.list_zones()}:
             result = self.store.commit(create_changeset(zone, records, who))
             return {
@@ -471,6 +475,10 @@ class Operations:
             ]
         return found + list(self.store.statuses("target-conflict/").values())
 
+    def conflicts_detected(self) -> int:
+        """How many conflicts this node saw appear, in all (a durable counter)."""
+        return int(self.store.counters().get("conflicts_detected", 0))
+
     def resolve(
         self, conflict_id: str, who: str, keep: object = None, value: object = None
     ) -> dict[str, Any]:
@@ -495,7 +503,9 @@ class Operations:
                         "keep: 'local' (the zone's version) or 'remote' (the provider's)",
                     )
                 side = "local" if keep == "local" else "remote"
-                message = resolve_conflict(self.store, doc, side)
+                message = f"conflict {conflict_id} resolved: " + resolve_conflict(
+                    self.store, doc, side
+                )
                 return {"id": conflict_id, "resolved": True, "message": message}
         with self.store.snapshot() as snap:
             matches = [
@@ -587,6 +597,7 @@ class Operations:
             "targets": targets,
             "zones": zones,
             "conflicts": self.conflicts(),
+            "conflicts_detected": self.conflicts_detected(),
             "changes": changes[:RECENT],
             "syncs": syncs[:RECENT],
         }

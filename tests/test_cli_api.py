@@ -96,6 +96,9 @@ def test_zone_and_record_commands(node: Node, tmp_path: Path) -> None:
     ok(xdnsd(node, "zone", "delete", "new.test", "--yes"))
     zones = json.loads(ok(xdnsd(node, "zone", "list", "--json")))
     assert [z["zone"] for z in zones] == ["example.test."]
+    deleted = ok(xdnsd(node, "zone", "deleted")).splitlines()
+    assert deleted[0].split()[:3] == ["ZONE", "DELETED", "(UTC)"]
+    assert deleted[1].split()[0] == "new.test." and deleted[1].split()[-2:] == ["api:ops", "5"]
 
 
 def test_cluster_views(node: Node) -> None:

@@ -559,6 +559,8 @@ def test_zone_writes(node: Node) -> None:
 
     deleted = node.call("DELETE", "/api/v1/zones/put.test", WRITER)
     assert deleted.status == 200 and deleted.json()["deleted"] is True
+    (tomb,) = node.call("GET", "/api/v1/deleted-zones").json()
+    assert tomb["zone"] == "put.test." and tomb["deleted_by"] == "api:ops", tomb
     assert node.call("DELETE", "/api/v1/zones/put.test", WRITER).status == 404
     assert node.call("DELETE", "/api/v1/zones/a..b", WRITER).status == 400
 

@@ -162,6 +162,27 @@ def cmd_zone_delete(config: Config | None, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zone_deleted(config: Config | None, args: argparse.Namespace) -> int:
+    """The zones deleted in the cluster: who deleted each, on which node, when."""
+    with operations(config, args) as ops:
+        docs = ops.deleted_zones()
+    if args.json:
+        print(json.dumps(docs, indent=2))
+        return 0
+    rows = [
+        (
+            d["zone"],
+            datetime.datetime.fromtimestamp(d["time"], datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            d["node"],
+            d["deleted_by"],
+            str(d["serial"]),
+        )
+        for d in docs
+    ]
+    _print_table(("ZONE", "DELETED (UTC)", "ON NODE", "BY", "LAST SERIAL"), rows)
+    return 0
+
+
 def cmd_zone_import_from(config: Config, args: argparse.Namespace) -> int:
     """Create or fill a zone from what a target holds now (adopting a provider's zone).
 
@@ -619,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("zone")
     p.add_argument("--yes", action="store_true", help="yes, delete it and all its records")
     p.set_defaults(func=cmd_zone_delete)
+    p = zone.add_parser("deleted", parents=[api], help="[API] deleted zones: who, where, when")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_zone_deleted)
     p = zone.add_parser(
         "import-from", parents=[common], help="create or fill a zone from a target's records"
     )

@@ -103,6 +103,9 @@ class Remote:
     def drop_zone(self, zone_text: str, who: str) -> Any:
         return self.call("DELETE", f"zones/{_part(zone_text)}")
 
+    def deleted_zones(self) -> Any:
+        return self.call("GET", "deleted-zones")
+
     def records(self, zone_text: str, name: str | None = None, rdtype: str | None = None) -> Any:
         return self.call(
             "GET", f"zones/{_part(zone_text)}/records", query={"name": name, "type": rdtype}

@@ -331,10 +331,22 @@ SCHEMAS: dict[str, Any] = {
             "targets": _array(_ref("Target")),
             "zones": _array(_ref("StatusZone")),
             "conflicts": _array(_ref("Conflict")),
+            "conflicts_detected": {**COUNT, "description": "conflicts this node saw appear"},
             "changes": _array(_ref("Change"), maxItems=20),
             "syncs": _array(_ref("StatusSync"), maxItems=20),
         },
         description="The status page's one view.",
+    ),
+    "DeletedZone": _obj(
+        {
+            "zone": DOMAIN,
+            "incarnation": {**COUNT, "description": "which life of the zone was deleted"},
+            "deleted_by": {**STRING, "description": "the change's origin, e.g. api:TOKEN"},
+            "node": {**STRING, "description": "the node it was deleted on"},
+            "time": TIME,
+            "serial": {**SERIAL, "description": "the last serial this node served"},
+        },
+        description="A deleted zone's tombstone: who deleted it, where and when.",
     ),
     "ZoneCreated": _obj(
         {
@@ -796,6 +808,15 @@ def _paths() -> dict[str, dict[str, Any]]:
                 _json(_array(_ref("Peer")), "The peers."),
                 READ,
                 tag="cluster",
+            )
+        },
+        f"{PREFIX}/deleted-zones": {
+            "get": _op(
+                "get_deleted_zones",
+                "The zones deleted in the cluster: who, where, when (newest first)",
+                _json(_array(_ref("DeletedZone")), "The deleted zones."),
+                READ,
+                tag="zones",
             )
         },
         f"{PREFIX}/targets": {

@@ -297,6 +297,21 @@ class Operations:
         self.store.commit(Changeset(zone, (), (), who, ChangeOp.DROP))
         return {"zone": zone.to_text(), "deleted": True, "serial": meta.serial}
 
+    def deleted_zones(self) -> list[dict[str, Any]]:
+        """The tombstones of deleted zones: who deleted each, on which node, when."""
+        docs = [
+            {
+                "zone": tomb.zone.to_text(),
+                "incarnation": tomb.incarnation,
+                "deleted_by": tomb.origin,
+                "node": tomb.dot.node,
+                "time": tomb.time_ms / 1000,
+                "serial": tomb.serial,
+            }
+            for tomb in self.store.dropped_zones()
+        ]
+        return sorted(docs, key=lambda d: -float(d["time"]))
+
     # --- records ----------------------------------------------------------------------------
 
     def records(

@@ -105,6 +105,7 @@ ROUTES: tuple[tuple[str, str, str, int], ...] = (
     ("POST", "zones/*/records", "post_records", 200),
     ("DELETE", "zones/*/records", "delete_records", 200),
     ("GET", "zones/*/history", "get_history", 200),
+    ("GET", "deleted-zones", "get_deleted_zones", 200),
     ("GET", "peers", "get_peers", 200),
     ("GET", "targets", "get_targets", 200),
     ("GET", "targets/*/history", "get_target_history", 200),
@@ -249,6 +250,9 @@ class Api(resource.Resource):
         if not (limit.isascii() and limit.isdigit()):
             raise OpError(400, "bad-field", f"limit: {limit!r} is not a number")
         return self.ops.history(call.args[0], int(limit))
+
+    def get_deleted_zones(self, call: Call) -> Any:
+        return self.ops.deleted_zones()
 
     def get_peers(self, call: Call) -> Any:
         return self.ops.peers()

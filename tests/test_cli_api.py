@@ -9,13 +9,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import test_api
 from tests.harness import ROOT
 from tests.test_api import READER, WRITER, Node, served
+
+node = test_api.node  # the same fixture: a real node with the API and two tokens
 
 
 def xdnsd(
@@ -45,15 +47,6 @@ def xdnsd(
 def ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    n = Node(tmp_path)
-    try:
-        yield n
-    finally:
-        assert n.proc.stop() == 0, n.proc.log()
 
 
 def test_zone_and_record_commands(node: Node, tmp_path: Path) -> None:

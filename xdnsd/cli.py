@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +58,8 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_zone_list(config: Config | None, args: argparse.Namespace) -> int:
-    with operations(config, args) as ops:
-        found = ops.zones(count=True)
-    if args.json:
-        print(json.dumps(found, indent=2))
+    found = _docs(config, args, lambda ops: ops.zones(count=True))
+    if found is None:
         return 0
     now = time.time()
     rows = [
@@ -164,10 +162,8 @@ def cmd_zone_delete(config: Config | None, args: argparse.Namespace) -> int:
 
 def cmd_zone_deleted(config: Config | None, args: argparse.Namespace) -> int:
     """The zones deleted in the cluster: who deleted each, on which node, when."""
-    with operations(config, args) as ops:
-        docs = ops.deleted_zones()
-    if args.json:
-        print(json.dumps(docs, indent=2))
+    docs = _docs(config, args, lambda ops: ops.deleted_zones())
+    if docs is None:
         return 0
     rows = [
         (
@@ -248,10 +244,10 @@ def cmd_zone_export(config: Config | None, args: argparse.Namespace) -> int:
 
 
 def cmd_zone_history(config: Config | None, args: argparse.Namespace) -> int:
-    with operations(config, args) as ops:
-        entries = ops.history(_zone_name(args.zone).to_text(), args.limit)
-    if args.json:
-        print(json.dumps(entries, indent=2))
+    entries = _docs(
+        config, args, lambda ops: ops.history(_zone_name(args.zone).to_text(), args.limit)
+    )
+    if entries is None:
         return 0
     rows = []
     for e in entries:
@@ -271,10 +267,10 @@ def cmd_zone_history(config: Config | None, args: argparse.Namespace) -> int:
 
 
 def cmd_records_list(config: Config | None, args: argparse.Namespace) -> int:
-    with operations(config, args) as ops:
-        found = ops.records(_zone_name(args.zone).to_text(), args.name, args.type)
-    if args.json:
-        print(json.dumps(found, indent=2))
+    found = _docs(
+        config, args, lambda ops: ops.records(_zone_name(args.zone).to_text(), args.name, args.type)
+    )
+    if found is None:
         return 0
     _print_table(
         ("NAME", "TTL", "TYPE", "DATA"),
@@ -372,10 +368,8 @@ def cmd_zone_retransfer(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_peers(config: Config | None, args: argparse.Namespace) -> int:
     """Each configured peer: connected or not, since when, its lag and last error."""
-    with operations(config, args) as ops:
-        docs = ops.peers()
-    if args.json:
-        print(json.dumps(docs, indent=2))
+    docs = _docs(config, args, lambda ops: ops.peers())
+    if docs is None:
         return 0
     now = time.time()
     rows = []
@@ -397,10 +391,8 @@ def cmd_peers(config: Config | None, args: argparse.Namespace) -> int:
 
 def cmd_targets(config: Config | None, args: argparse.Namespace) -> int:
     """Each configured target: its zone, owner node, state, since when, why, last run."""
-    with operations(config, args) as ops:
-        docs = ops.targets()
-    if args.json:
-        print(json.dumps(docs, indent=2))
+    docs = _docs(config, args, lambda ops: ops.targets())
+    if docs is None:
         return 0
     now = time.time()
     rows = []
@@ -431,10 +423,8 @@ def _target(config: Config, name: str) -> Any:
 
 
 def cmd_targets_history(config: Config | None, args: argparse.Namespace) -> int:
-    with operations(config, args) as ops:
-        runs = ops.target_history(args.target)
-    if args.json:
-        print(json.dumps(runs, indent=2))
+    runs = _docs(config, args, lambda ops: ops.target_history(args.target))
+    if runs is None:
         return 0
     rows = []
     for run in runs[-args.limit :]:
@@ -550,6 +540,17 @@ def cmd_conflicts_resolve(config: Config | None, args: argparse.Namespace) -> in
         result = ops.resolve(args.id, _who(), keep=args.keep, value=args.value)
     print(result["message"])
     return 0
+
+
+def _docs(config: Config | None, args: argparse.Namespace, read: Callable[[Any], Any]) -> Any:
+    """What ``read`` gets from the node's operations; with ``--json`` it is printed as it is
+    and None is returned (the command is done)."""
+    with operations(config, args) as ops:
+        docs = read(ops)
+    if args.json:
+        print(json.dumps(docs, indent=2))
+        return None
+    return docs
 
 
 def _who() -> str:

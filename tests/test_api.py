@@ -150,8 +150,16 @@ def test_writes_are_changes_like_updates(node: Node) -> None:
     status, result = node.get("/api/v1/zones/example.test/records", WRITER, "PUT", body)
     assert status == 200 and result["changed"] and result["serial"] == 2, result
     assert served(node.port, "www.example.test", "A") == ["192.0.2.81", "192.0.2.82"]
-    status, history = node.get("/api/v1/zones/example.test/history")
+    status, history = node.get("/api/v1/zones/example.test/history?records=1")
     assert history[0]["origin"] == "api:ops"  # the token's name
+    assert history[0]["changes"] == {  # what changed (without the SOA's serial step)
+        "removed": [{"name": "www.example.test.", "type": "A", "ttl": 300, "data": "192.0.2.80"}],
+        "added": [
+            {"name": "www.example.test.", "type": "A", "ttl": 600, "data": d}
+            for d in ("192.0.2.81", "192.0.2.82")
+        ],
+    }
+    assert history[-1]["changes"] is None  # the creation: no journal entry
     status, result = node.get(
         "/api/v1/zones/example.test/records?name=www&type=AAAA", WRITER, "DELETE"
     )

@@ -74,6 +74,9 @@ def test_zone_and_record_commands(node: Node, tmp_path: Path) -> None:
     history = json.loads(ok(xdnsd(node, "history", "new.test", "--json")))
     assert [h["origin"] for h in history] == ["api:ops"] * 4
     assert "api:ops" in ok(xdnsd(node, "zone", "history", "new.test"))
+    lines = ok(xdnsd(node, "history", "new.test", "--records", "--limit", "1")).splitlines()
+    assert lines[1].split()[2:5] == ["3", "->", "4"], lines
+    assert lines[2:] == ["    - www.new.test. 300 A 192.0.2.1"]
 
     # export, change the file, import it back: one change
     exported = ok(xdnsd(node, "zone", "export", "new.test"))

@@ -244,9 +244,8 @@ def cmd_zone_export(config: Config | None, args: argparse.Namespace) -> int:
 
 
 def cmd_zone_history(config: Config | None, args: argparse.Namespace) -> int:
-    entries = _docs(
-        config, args, lambda ops: ops.history(_zone_name(args.zone).to_text(), args.limit)
-    )
+    zone = _zone_name(args.zone).to_text()
+    entries = _docs(config, args, lambda ops: ops.history(zone, args.limit, args.records))
     if entries is None:
         return 0
     rows = []
@@ -258,11 +257,22 @@ def cmd_zone_history(config: Config | None, args: argparse.Namespace) -> int:
                 # a zone's creation has no serial before it
                 f"{'new' if e['serial_from'] is None else e['serial_from']} -> {e['serial_to']}",
                 f"+{e['added']} -{e['removed']}",
-                f"{e['dot'][0]}:{e['dot'][1]}",
+                "-" if e["dot"] is None else f"{e['dot'][0]}:{e['dot'][1]}",
                 e["origin"],
             )
         )
-    _print_table(("TIME (UTC)", "SERIAL", "CHANGES", "DOT", "WHO"), rows)
+    lines = _table_lines(("TIME (UTC)", "SERIAL", "CHANGES", "DOT", "WHO"), rows)
+    print(lines[0])
+    for e, line in zip(entries, lines[1:], strict=True):
+        print(line)
+        if args.records:
+            changes = e.get("changes")
+            if changes is None:
+                print("    (records no longer in the journal)" if e["serial_from"] else "")
+                continue
+            for sign, key in (("-", "removed"), ("+", "added")):
+                for r in changes[key]:
+                    print(f"    {sign} {r['name']} {r['ttl']} {r['type']} {r['data']}")
     return 0
 
 
@@ -294,10 +304,17 @@ def cmd_records_write(config: Config | None, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+def _table_lines(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
+
+
+def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    for line in _table_lines(header, rows):
+        print(line)
 
 
 def cmd_zone_notify(config: Config, args: argparse.Namespace) -> int:
@@ -660,6 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
             p = where.add_parser(name, parents=[api], help=text)
             p.add_argument("zone")
             p.add_argument("--limit", type=int, default=50)
+            p.add_argument("--records", action="store_true", help="with what each changed")
             p.add_argument("--json", action="store_true")
             p.set_defaults(func=cmd_zone_history)
     p = zone.add_parser("notify", parents=[common], help="send a NOTIFY to the secondaries now")

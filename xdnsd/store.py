@@ -718,6 +718,19 @@ class Snapshot:
                 break
         return out
 
+    def journal_entry(self, zone: dns.name.Name, sequence: int) -> tuple[list[RR], list[RR]] | None:
+        """(removed, added) of the history line ``sequence``, SOAs first, while the journal
+        still holds it (None: trimmed, or a creation, which has no journal entry)."""
+        meta = self.zone(zone).meta
+        raw = self._txn.get(
+            _U32.pack(meta.zone_id) + _U64.pack(sequence), db=self._store._dbs["journal"]
+        )
+        if raw is None:
+            return None
+        removed, offset = decode_rrs(raw, 8)
+        added, _ = decode_rrs(raw, offset)
+        return removed, added
+
     def journal_since(
         self, zone: dns.name.Name, serial: int
     ) -> tuple[list[tuple[int, int, list[RR], list[RR]]], RR] | None:

@@ -118,8 +118,9 @@ class Remote:
             return self.call("DELETE", path, query=query)
         return self.call("PUT" if mode == "replace" else "POST", path, dict(doc))
 
-    def history(self, zone_text: str, limit: int = 50) -> Any:
-        return self.call("GET", f"zones/{_part(zone_text)}/history", query={"limit": limit})
+    def history(self, zone_text: str, limit: int = 50, records: bool = False) -> Any:
+        query = {"limit": limit, "records": "1" if records else None}
+        return self.call("GET", f"zones/{_part(zone_text)}/history", query=query)
 
     def peers(self) -> Any:
         return self.call("GET", "peers")

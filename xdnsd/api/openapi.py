@@ -186,7 +186,28 @@ SCHEMAS: dict[str, Any] = {
             "added": COUNT,
             "removed": COUNT,
             "op": {"type": "string", "enum": ["change", "create", "drop", "state"]},
+            "changes": _nullable(
+                _obj(
+                    {"removed": _array(_ref("Record")), "added": _array(_ref("Record"))},
+                    description=(
+                        "with ?records=1: what the commit removed and added (without the SOA "
+                        "serial step); null once the IXFR journal no longer holds it, and for "
+                        "the zone's creation"
+                    ),
+                )
+            ),
         },
+        [
+            "sequence",
+            "origin",
+            "time_ms",
+            "dot",
+            "serial_from",
+            "serial_to",
+            "added",
+            "removed",
+            "op",
+        ],
         description="One commit to a zone, newest first.",
     ),
     "Peer": _obj(
@@ -796,7 +817,13 @@ def _paths() -> dict[str, dict[str, Any]]:
                             "maximum": 10000,
                             "default": 50,
                         },
-                    }
+                    },
+                    {
+                        "name": "records",
+                        "in": "query",
+                        "description": "1: each line with the records it removed and added",
+                        "schema": {"type": "string", "example": "1"},
+                    },
                 ],
                 tag="zones",
             ),

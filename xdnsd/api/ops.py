@@ -432,13 +432,30 @@ class Operations:
             return {"zone": zone.to_text(), "changed": False, "serial": serial}
         return {"zone": zone.to_text(), "changed": True, "serial": result.serial_to}
 
-    def history(self, zone_text: str, limit: int = 50) -> list[dict[str, Any]]:
+    def history(
+        self, zone_text: str, limit: int = 50, records: bool = False
+    ) -> list[dict[str, Any]]:
+        """The zone's latest commits, newest first: who, when, serials, how many records.
+        ``records``: also what each removed and added (``changes``), while the IXFR journal
+        still holds it (null once trimmed, and for the zone's creation); the SOA serial step
+        every change makes is left out."""
         zone = zone_name(zone_text)
         self._meta(zone)
         if not 0 < limit <= 10_000:
             raise OpError(400, "bad-field", f"limit: {limit} is not in 1 .. 10000")
         with self.store.snapshot() as snap:
-            return snap.history(zone, limit)
+            entries = snap.history(zone, limit)
+            if records:
+                for entry in entries:
+                    found = snap.journal_entry(zone, int(entry["sequence"]))
+                    entry["changes"] = None
+                    if found is not None:
+                        removed, added = found
+                        entry["changes"] = {
+                            "removed": [record_doc(rr) for rr in removed[1:]],
+                            "added": [record_doc(rr) for rr in added[1:]],
+                        }
+        return entries
 
     # --- cluster and targets ----------------------------------------------------------------
 

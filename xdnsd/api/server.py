@@ -249,7 +249,8 @@ class Api(resource.Resource):
         limit = call.param("limit") or "50"
         if not (limit.isascii() and limit.isdigit()):
             raise OpError(400, "bad-field", f"limit: {limit!r} is not a number")
-        return self.ops.history(call.args[0], int(limit))
+        records = call.param("records") in ("1", "true", "yes")
+        return self.ops.history(call.args[0], int(limit), records)
 
     def get_deleted_zones(self, call: Call) -> Any:
         return self.ops.deleted_zones()

@@ -222,6 +222,11 @@ def test_a_conflict_is_held_and_resolved(node: Node) -> None:
         lambda: node.served("www.example.test", "A") == ["300 192.0.2.70"],
     )
     node.wait("in-sync", lambda: node.status()["state"] == "in-sync")
+    # who resolved it is on record: in the zone's history and in the run that acted on it
+    history = json.loads(run_cli("history", "example.test", "--json", config=node.config).stdout)
+    assert history[0]["origin"].startswith("provider:r53 (conflict resolved by operator:")
+    runs = json.loads(run_cli("targets", "history", "r53", "--json", config=node.config).stdout)
+    assert [r for r in runs if r.get("requested_by", "").startswith("operator:")], runs
 
 
 def test_the_safety_limit_holds_a_large_delete(tmp_path: Path, moto: MotoServer) -> None:

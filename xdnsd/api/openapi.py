@@ -244,7 +244,23 @@ SCHEMAS: dict[str, Any] = {
             "calls": COUNT,
             "error": _nullable(STRING),
             "full": {**BOOL, "description": "the target was read (a reconcile)"},
+            "requested_by": {
+                **STRING,
+                "description": "who resolved the conflict this run acted on (api:TOKEN, ...)",
+            },
         },
+        [
+            "start",
+            "end",
+            "pushed",
+            "imported",
+            "conflicts",
+            "held",
+            "skipped",
+            "calls",
+            "error",
+            "full",
+        ],
         description="One run of a target's sync.",
     ),
     "Target": _obj(

@@ -536,7 +536,7 @@ class Operations:
                     )
                 side = "local" if keep == "local" else "remote"
                 message = f"conflict {conflict_id} resolved: " + resolve_conflict(
-                    self.store, doc, side
+                    self.store, doc, side, by=who
                 )
                 return {"id": conflict_id, "resolved": True, "message": message}
         with self.store.snapshot() as snap:

@@ -162,6 +162,8 @@ class Mirror:
     clock: Callable[[], float] = time.time
     # the service's bookkeeping
     generation: int = -1  # the zone generation the last good run saw
+    # who resolved a conflict the next run acts on (named in its history line and its import)
+    requested_by: str | None = None
     due: float = 0.0  # when the next run is due (0: now)
     failures: int = 0
     changed_at: float | None = None  # when a change was first noticed, not yet run
@@ -332,7 +334,10 @@ class Mirror:
         if plan.drift:
             removed = [rr for c in plan.drift for rr in rrs_of(c.old)]
             added = [rr for c in plan.drift for rr in rrs_of(c.new)]
-            cs = Changeset(self.zone, tuple(removed), tuple(added), f"provider:{self.target.name}")
+            origin = f"provider:{self.target.name}"
+            if self.requested_by:
+                origin += f" (conflict resolved by {self.requested_by})"
+            cs = Changeset(self.zone, tuple(removed), tuple(added), origin)
             self.store.commit(cs)
             result.imported = len(plan.drift)
             log.info(
@@ -417,6 +422,9 @@ class Mirror:
             "error": result.error,
             "full": result.full,
         }
+        if self.requested_by:
+            entry["requested_by"] = self.requested_by
+            self.requested_by = None
         history = self.store.status(f"target-history/{name}") or {"runs": []}
         runs = [*history["runs"], entry][-HISTORY:]
         self.store.put_status(f"target-history/{name}", {"runs": runs})
@@ -468,9 +476,10 @@ class Mirror:
             self.store.put_status(f"target/{name}", doc)
 
 
-def resolve_conflict(store: Store, doc: Mapping[str, Any], keep: str) -> str:
+def resolve_conflict(store: Store, doc: Mapping[str, Any], keep: str, by: str | None = None) -> str:
     """End a target conflict: ``keep`` "local" (the zone's version is pushed at the next run)
-    or "remote" (the provider's is imported): only the baseline moves."""
+    or "remote" (the provider's is imported): only the baseline moves.  ``by``: who resolved
+    it, named in the next run's history line and in the zone's history for an import."""
     target = str(doc["target"])
     # the baseline becomes the side that lost: the next run sees only the kept side changed
     base = doc["remote"] if keep == "local" else doc["local"]
@@ -482,7 +491,11 @@ def resolve_conflict(store: Store, doc: Mapping[str, Any], keep: str) -> str:
                 "cursors",
             ),
             (f"target-conflict/{target}/{doc['id']}", None, "sync_status"),
-            (f"target-request/{target}", {"run": True, "forget": True}, "sync_status"),
+            (
+                f"target-request/{target}",
+                {"run": True, "forget": True, **({"by": by} if by else {})},
+                "sync_status",
+            ),
         ]
     )
     side = "the zone's version is pushed" if keep == "local" else "the provider's is imported"
@@ -519,6 +532,7 @@ class SyncService:
         if request is not None:
             self.store.put_status(f"target-request/{mirror.target.name}", None)
             mirror.forget()  # the baseline may have changed outside this process
+            mirror.requested_by = request.get("by")
             mirror.due = 0.0
         if now >= mirror.due:  # a reconcile, or a retry after a failure
             mirror.run(full=True)

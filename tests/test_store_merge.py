@@ -37,6 +37,26 @@ BASE = "$TTL 300\n@ SOA ns1 host 1 3600 900 604800 60\n@ NS ns1\nns1 A 192.0.2.5
 SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # fsync is cheap there
 
 
+def deliver(store: Store, waiting: list[Changeset], cs: Changeset) -> list[Changeset]:
+    """A change from a peer: committed now if what it depends on is in, else kept in
+    ``waiting`` until it is (as the replicator does).  Returns the changes committed."""
+    waiting.append(cs)
+    done: list[Changeset] = []
+    progress = True
+    while progress:
+        progress = False
+        for change in list(waiting):
+            try:
+                result = store.commit(change)
+            except NotReady:
+                continue
+            waiting.remove(change)
+            if result.applied:
+                done.append(change)
+            progress = True
+    return done
+
+
 class Node:
     def __init__(self, name: str, directory: Path) -> None:
         self.name = name
@@ -65,19 +85,8 @@ class Node:
 
     def take(self, cs: Changeset) -> None:
         """A change from a peer: applied now if its dependencies are in, else later."""
-        self.waiting.append(cs)
-        progress = True
-        while progress:
-            progress = False
-            for waiting in list(self.waiting):
-                try:
-                    result = self.store.commit(waiting)
-                except NotReady:
-                    continue
-                self.waiting.remove(waiting)
-                if result.applied:
-                    self.model.apply(waiting)
-                progress = True
+        for done in deliver(self.store, self.waiting, cs):
+            self.model.apply(done)
 
     def check(self) -> None:
         assert self.served() == self.model_served()

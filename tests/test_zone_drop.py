@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from tests.harness import XdnsdProcess, free_port, run_cli
 from tests.test_peer_session import pair as sessions
 from tests.test_peer_session import pump
+from tests.test_store_merge import deliver
 from xdnsd.catalog import member_label, sync_catalog
 from xdnsd.model import RR, ChangeOp, Changeset, Dot, StateTransfer, ZoneTombstone
 from xdnsd.replication.session import (
@@ -60,17 +61,7 @@ class Node:
         self.waiting: list[Changeset] = []
 
     def take(self, cs: Changeset) -> None:
-        self.waiting.append(cs)
-        progress = True
-        while progress:
-            progress = False
-            for waiting in list(self.waiting):
-                try:
-                    self.store.commit(waiting)
-                except NotReady:
-                    continue
-                self.waiting.remove(waiting)
-                progress = True
+        deliver(self.store, self.waiting, cs)
 
     def meta(self) -> ZoneMeta | None:
         return next((m for m in self.store.list_zones() if m.name == ZONE), None)

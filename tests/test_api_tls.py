@@ -168,8 +168,7 @@ def test_https_with_the_ca_serves_the_api(node: Node) -> None:
 
 def test_curl_with_the_ca(node: Node) -> None:
     curl = shutil.which("curl")
-    if curl is None:
-        pytest.skip("curl is not installed (the urllib check stands)")
+    assert curl is not None, "curl is missing: scripts/setup installs it (apt-get install curl)"
     done = subprocess.run(
         [curl, "--silent", "--show-error", "--fail", "--max-time", "10", "--cacert",
          str(node.pki.ca), "-H", f"Authorization: Bearer {TOKEN}", node.url],

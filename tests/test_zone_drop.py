@@ -28,10 +28,11 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from tests import test_store_merge
 from tests.harness import XdnsdProcess, free_port, run_cli
 from tests.test_peer_session import pair as sessions
 from tests.test_peer_session import pump
-from tests.test_store_merge import deliver
+from tests.test_store_merge import SHM, deliver
 from xdnsd.catalog import member_label, sync_catalog
 from xdnsd.model import RR, ChangeOp, Changeset, Dot, StateTransfer, ZoneTombstone
 from xdnsd.replication.session import (
@@ -45,7 +46,7 @@ from xdnsd.zonefile import create_changeset, parse_zone_text
 
 ZONE = dns.name.from_text("example.test.")
 BASE = "$TTL 300\n@ SOA ns1 host 1 3600 900 604800 60\n@ NS ns1\nns1 A 192.0.2.53\n"
-SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # fsync is cheap there
+directory = test_store_merge.directory  # stores on /dev/shm where there is one
 
 
 def a_record(name: str, address: str, zone: dns.name.Name = ZONE) -> RR:
@@ -113,15 +114,6 @@ class Node:
 
     def conflicts(self) -> int:
         return self.store.counters().get("conflicts_detected", 0)
-
-
-@pytest.fixture
-def directory(tmp_path: Path) -> Iterator[Path]:
-    if SHM is None:
-        yield tmp_path
-        return
-    with tempfile.TemporaryDirectory(dir=SHM) as d:
-        yield Path(d)
 
 
 @pytest.fixture

@@ -122,9 +122,10 @@ class Operations:
         if zone == self.config.server.catalog_zone:
             raise OpError(409, "catalog", f"zone {zone} is the catalog, which xdnsd maintains")
 
-    def zones(self, count: bool = False) -> list[dict[str, Any]]:
-        """Every zone: name, kind, serial, version vector, expired, the secondary's transfer
-        state, the targets mirroring it, and (``count``) its number of records."""
+    def zones(self, count: bool = False, only: dns.name.Name | None = None) -> list[dict[str, Any]]:
+        """Every zone (or ``only`` that one): name, kind, serial, version vector, expired, the
+        secondary's transfer state, the targets mirroring it, and (``count``) its number of
+        records."""
         from xdnsd.server.secondary import STATUS_PREFIX
 
         kinds = {z.name: z.kind for z in self.config.zones}
@@ -138,7 +139,7 @@ class Operations:
                 mirrors.setdefault(target.zone, []).append(target.name)
         found: list[dict[str, Any]] = []
         with self.store.snapshot() as snap:
-            metas = snap.zones()
+            metas = [m for m in snap.zones() if only is None or m.name == only]
             for meta in metas:
                 doc: dict[str, Any] = {
                     "zone": meta.name.to_text(),
@@ -154,7 +155,7 @@ class Operations:
                 found.append(doc)
         held = {meta.name for meta in metas}
         for z in self.config.zones:  # secondary zones not transferred yet
-            if z.primaries and z.name not in held:
+            if z.primaries and z.name not in held and only in (None, z.name):
                 doc = {
                     "zone": z.name.to_text(),
                     "kind": "secondary",
@@ -171,8 +172,8 @@ class Operations:
 
     def zone(self, zone_text: str) -> dict[str, Any]:
         zone = zone_name(zone_text)
-        for doc in self.zones(count=True):
-            if doc["zone"] == zone.to_text() and doc["serial"] is not None:
+        for doc in self.zones(count=True, only=zone):
+            if doc["serial"] is not None:
                 return doc
         raise OpError(404, "no-zone", f"zone {zone} is not here")
 
